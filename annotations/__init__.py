@@ -1,0 +1,1 @@
+"""taxolens annotations stage."""

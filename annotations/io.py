@@ -1,0 +1,186 @@
+"""Reading photos safely and writing files atomically.
+
+Every stage reads photos through :func:`read_image`, so EXIF orientation, odd pixel modes and
+corrupt files are handled once, and every error names the file and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
+DEFAULT_MAX_PIXELS = 100_000_000  # 100 megapixels: far above any camera, far below a decompression bomb.
+
+
+class ImageReadError(ValueError):
+    """A photo that cannot be used; the message names the file and the reason."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """Whether a file name has one of the photo extensions taxolens reads."""
+    return str(path).lower().endswith(IMAGE_EXTENSIONS)
+
+
+def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Photos under ``folder`` in a stable (sorted) order, hidden files and folders left out."""
+    root = Path(folder)
+    pattern = root.rglob("*") if recursive else root.glob("*")
+    found = []
+    for p in pattern:
+        rel = p.relative_to(root).parts
+        if any(part.startswith(".") for part in rel):
+            continue
+        if p.is_file() and is_image_file(p):
+            found.append(p)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB; transparency is composited on white."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float32)
+        top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        arr = np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, mode="L").convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read a photo as an ``HxWx3`` uint8 RGB array, upright as the camera meant it.
+
+    Args:
+        path: the photo.
+        max_pixels: photos with more pixels than this are refused before decoding.
+
+    Raises:
+        ImageReadError: for a missing, empty, truncated, non-image or oversized file.
+    """
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise ImageReadError(p, f"cannot read file ({exc.strerror or exc})") from exc
+    if size == 0:
+        raise ImageReadError(p, "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(p) as img:
+                w, h = img.size
+                if w * h > max_pixels:
+                    raise ImageReadError(
+                        p, f"image too large to decode safely: {w}x{h} = {w * h} pixels > limit {max_pixels}"
+                    )
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                rgb = _to_rgb(img)
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise ImageReadError(p, "not an image file (unrecognised format)") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(p, f"image too large to decode safely ({exc})") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(p, f"corrupt or truncated image ({exc})") from exc
+    return np.asarray(rgb)
+
+
+def check_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """Decode a photo fully and return its upright ``(width, height)``; raises :class:`ImageReadError`."""
+    arr = read_image(path, max_pixels=max_pixels)
+    return arr.shape[1], arr.shape[0]
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """Upright ``(width, height)`` of a photo from its header only (no decode)."""
+    p = Path(path)
+    try:
+        with Image.open(p) as img:
+            w, h = img.size
+            orientation = img.getexif().get(0x0112, 1)
+    except FileNotFoundError as exc:
+        raise ImageReadError(p, "file not found") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageReadError(p, "not an image file (unrecognised format)") from exc
+    except OSError as exc:
+        raise ImageReadError(p, f"cannot read image header ({exc})") from exc
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def _atomic_write(path: str | os.PathLike, write: Any, mode: str) -> None:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write text so that readers see the old file or the whole new one, never a half."""
+    _atomic_write(path, lambda fh: fh.write(text), "w")
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
+    """Atomically write ``obj`` as JSON."""
+    atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through a temporary file and ``os.replace``: a kill never leaves half a checkpoint."""
+    import torch
+
+    _atomic_write(path, lambda fh: torch.save(obj, fh), "wb")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
+    """Records of a JSON-lines file; a torn last line (from a kill mid-write) is ignored."""
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue
+
+
+def write_lines(path: str | os.PathLike, lines: Iterable[str]) -> None:
+    """Atomically write lines of text."""
+    atomic_write_text(path, "".join(f"{line}\n" for line in lines))

@@ -1,0 +1,106 @@
+"""The release model file both stages write: weights plus everything needed to use them.
+
+A release file is a plain dict of tensors, strings, numbers, lists and dicts, so it loads with
+``torch.load(weights_only=True)`` (a model file is untrusted input). It names its ``kind`` so a
+detector file is never used as a classifier, and carries the SHA-256 of its weights, checked on load.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from annotations.io import atomic_torch_save
+
+FORMAT_VERSION = 1
+KINDS = ("classifier", "detector")
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing, unsafe, corrupt or of the wrong kind; the message names it."""
+
+
+def taxolens_version() -> str:
+    """The installed taxolens version."""
+    try:
+        return metadata.version("taxolens")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors' names, shapes, dtypes and bytes, in key order."""
+    digest = hashlib.sha256()
+    for name, tensor in state_dict.items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def save_model_file(path: str | os.PathLike, *, kind: str, state_dict: dict[str, torch.Tensor],
+                    meta: dict[str, Any]) -> dict[str, Any]:
+    """Write a release file atomically and return what was written (minus the weights).
+
+    Args:
+        path: where to write it.
+        kind: ``classifier`` or ``detector``.
+        state_dict: the weights (moved to CPU).
+        meta: architecture, class names, preprocessing, thresholds, metrics, training data summary...
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}")
+    cpu_state = {k: v.detach().cpu() for k, v in state_dict.items()}
+    digest = weights_sha256(cpu_state)
+    created = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    header = {
+        "format": "taxolens",
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "taxolens_version": taxolens_version(),
+        "created": created,
+        "weights_sha256": digest,
+        "model_version": f"{meta.get('architecture', kind)}-{created[:10].replace('-', '')}-{digest[:8]}",
+        **meta,
+    }
+    atomic_torch_save({**header, "state_dict": cpu_state}, path)
+    return header
+
+
+def load_model_file(path: str | os.PathLike, kind: str) -> dict[str, Any]:
+    """Load and check a release file of the given ``kind``.
+
+    Raises:
+        ModelFileError: missing file, not loadable with ``weights_only=True``, not a taxolens model
+            file, of another kind, or weights that do not match their recorded SHA-256.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ModelFileError(f"{p}: model file not found")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelFileError(f"{p}: not a model file that loads safely with weights_only=True "
+                             f"({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})") from exc
+    if not isinstance(obj, dict) or obj.get("format") != "taxolens" or "state_dict" not in obj:
+        raise ModelFileError(f"{p}: not a taxolens release model file (a training checkpoint? "
+                             "use the model.pt that training writes)")
+    if obj.get("kind") != kind:
+        raise ModelFileError(f"{p}: is a {obj.get('kind')} model file, a {kind} model file is needed here")
+    if obj.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelFileError(f"{p}: written by a newer taxolens (format {obj['format_version']}); upgrade taxolens")
+    if weights_sha256(obj["state_dict"]) != obj.get("weights_sha256"):
+        raise ModelFileError(f"{p}: weights do not match their recorded SHA-256; the file is corrupt")
+    obj["path"] = str(p)
+    return obj
+
+
+def describe(model_file: dict[str, Any]) -> dict[str, Any]:
+    """A model file's header without the weights, for reports and the About page."""
+    return {k: v for k, v in model_file.items() if k != "state_dict"}

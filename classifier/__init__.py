@@ -1,0 +1,1 @@
+"""taxolens classifier stage."""

@@ -1,0 +1,182 @@
+"""Classifier data: a folder per class, the split, the dataset report and the augmentations.
+
+Layouts accepted: ``root/<class>/*.jpg`` (split here, reproducibly, by group where a regex says how
+file names group) or ``root/train/<class>/`` with ``root/val/<class>/`` (split as given).
+
+Unreadable files: every photo is decoded once when the dataset is gathered; a corrupt, truncated,
+empty or non-image file is skipped with a warning that names it and says why, and is listed under
+``skipped`` in the dataset report. Training goes on with the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from albumentations.pytorch import ToTensorV2
+from torch.utils.data import Dataset
+
+from annotations.io import ImageReadError, check_image, list_images, read_image
+from annotations.split import group_split
+from classifier.models import Preprocessing
+
+LOGGER = logging.getLogger(__name__)
+
+INTERPOLATIONS = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC,
+                  "area": cv2.INTER_AREA}
+
+
+@dataclass
+class ClassData:
+    """The photos of a classification dataset, split, with the class names in index order."""
+
+    class_names: list[str]
+    train: list[tuple[str, int]]
+    val: list[tuple[str, int]]
+    root: str
+    split: str  # "given" or "generated"
+    skipped: list[dict] = field(default_factory=list)
+
+    def report(self) -> dict:
+        """The study's Table 1: train, test, total and imbalance (largest total / class total) per class."""
+        n_train = Counter(c for _, c in self.train)
+        n_val = Counter(c for _, c in self.val)
+        totals = {i: n_train[i] + n_val[i] for i in range(len(self.class_names))}
+        largest = max(totals.values()) if totals else 0
+        rows = [{"class": name, "train": n_train[i], "test": n_val[i], "total": totals[i],
+                 "imbalance": round(largest / totals[i], 2) if totals[i] else None}
+                for i, name in enumerate(self.class_names)]
+        return {"root": self.root, "split": self.split, "classes": rows,
+                "train": len(self.train), "test": len(self.val), "total": len(self.train) + len(self.val),
+                "skipped": self.skipped}
+
+
+def report_markdown(report: dict) -> str:
+    """The dataset report as a Markdown table."""
+    lines = [f"Dataset `{report['root']}` (split {report['split']})", "",
+             "| class | train | test | total | imbalance |", "|---|---:|---:|---:|---:|"]
+    for r in report["classes"]:
+        lines.append(f"| {r['class']} | {r['train']} | {r['test']} | {r['total']} | {r['imbalance']} |")
+    lines.append(f"| **all** | {report['train']} | {report['test']} | {report['total']} | |")
+    if report["skipped"]:
+        lines += ["", f"Skipped {len(report['skipped'])} unreadable file(s):"]
+        lines += [f"- `{s['path']}`: {s['reason']}" for s in report["skipped"]]
+    return "\n".join(lines) + "\n"
+
+
+def _class_folders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _gather(folder: Path, class_names: list[str], skipped: list[dict]) -> list[tuple[str, int]]:
+    items = []
+    for idx, name in enumerate(class_names):
+        class_dir = folder / name
+        if not class_dir.is_dir():
+            continue
+        for path in list_images(class_dir):
+            try:
+                check_image(path)
+            except ImageReadError as exc:
+                LOGGER.warning("skipping %s: %s", exc.path, exc.reason)
+                skipped.append({"path": exc.path, "reason": exc.reason})
+                continue
+            items.append((str(path), idx))
+    return items
+
+
+def load_class_data(root: str | Path, *, val_fraction: float = 0.2, seed: int = 0,
+                    group_regex: str | None = None) -> ClassData:
+    """Find the classes and photos under ``root`` and split them.
+
+    Raises:
+        FileNotFoundError: ``root`` does not exist.
+        ValueError: no class folders or no photos.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: dataset folder not found")
+    skipped: list[dict] = []
+    if (root / "train").is_dir() and (root / "val").is_dir():
+        class_names = sorted({p.name for sub in ("train", "val") for p in _class_folders(root / sub)})
+        if not class_names:
+            raise ValueError(f"{root}: train/ and val/ hold no class folders")
+        train = _gather(root / "train", class_names, skipped)
+        val = _gather(root / "val", class_names, skipped)
+        split = "given"
+    else:
+        class_names = [p.name for p in _class_folders(root)]
+        if not class_names:
+            raise ValueError(f"{root}: expected one folder per class (root/<class>/*.jpg), found none")
+        items = _gather(root, class_names, skipped)
+        names = [Path(p).name for p, _ in items]
+        labels = [class_names[c] for _, c in items]
+        tr, va = group_split(names, labels, val_fraction=val_fraction, seed=seed, group_regex=group_regex)
+        train, val = [items[i] for i in tr], [items[i] for i in va]
+        split = f"generated (val_fraction={val_fraction}, seed={seed}, group_regex={group_regex!r})"
+    if not train:
+        raise ValueError(f"{root}: no readable photos for training")
+    empty = [n for i, n in enumerate(class_names) if not any(c == i for _, c in train)]
+    if empty:
+        raise ValueError(f"{root}: class folder(s) with no readable training photo: {', '.join(empty)}")
+    return ClassData(class_names, train, val, str(root), split, skipped)
+
+
+def build_transform(pre: Preprocessing, *, train: bool, rotations: tuple[float, ...] = (),
+                    scale: tuple[float, float] = (0.08, 1.0)) -> A.Compose:
+    """Albumentations pipeline: the study's crop and flip for training, resize and centre crop for evaluation.
+
+    ``rotations``, when given, rotates each training photo by one of these angles
+    (the SPIPOLL challenge used 0, 30, 90 and 135 degrees).
+    """
+    interp = INTERPOLATIONS[pre.interpolation]
+    size = pre.input_size
+    if train:
+        steps: list = [A.RandomResizedCrop(size=(size, size), scale=scale, interpolation=interp),
+                       A.HorizontalFlip(p=0.5)]
+        if rotations:
+            steps.append(A.OneOf([A.Rotate(limit=(a, a), border_mode=cv2.BORDER_REFLECT_101, p=1.0)
+                                  for a in rotations], p=1.0))
+    else:
+        steps = [A.SmallestMaxSize(max_size=pre.resize_size, interpolation=interp),
+                 A.CenterCrop(height=size, width=size)]
+    steps += [A.Normalize(mean=pre.mean, std=pre.std), ToTensorV2()]
+    return A.Compose(steps)
+
+
+def preprocess_array(image: np.ndarray, pre: Preprocessing) -> torch.Tensor:
+    """One RGB array to the network's evaluation input (``3xSxS`` float tensor)."""
+    return build_transform(pre, train=False)(image=image)["image"]
+
+
+class FolderDataset(Dataset):
+    """``(tensor, class index)`` pairs from a list of ``(path, class index)``."""
+
+    def __init__(self, items: list[tuple[str, int]], transform: A.Compose) -> None:
+        self.items = items
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        path, label = self.items[i]
+        image = read_image(path)  # files were checked when gathered; a change since raises with its name
+        return self.transform(image=image)["image"], label
+
+
+def write_report(data: ClassData, out_dir: str | Path) -> dict:
+    """Write ``dataset.md`` and ``dataset.json`` into ``out_dir``; return the report."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = data.report()
+    (out / "dataset.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "dataset.md").write_text(report_markdown(report))
+    return report

@@ -1,0 +1,203 @@
+"""Evaluate a classifier release file: the study's Tables 3 and 4 and its Figure 2.
+
+Launch::
+
+    taxolens classifier evaluate --model runs/cls/model.pt --data ../shared/data/hymenoptera --out runs/cls/eval
+
+Writes ``report.md`` and ``report.json`` (accuracy; sensitivity, specificity, fall-out, precision, F1
+per class; Cohen's kappa; without and with the threshold, with the share kept; the majority-class
+baseline), ``confusion_all.csv/png`` and ``confusion_thresholded.csv/png``, and ``sweep.csv/png``
+(kappa, accuracy and discard rate from 0.50 to 0.99, with the knee marked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from annotations.io import atomic_write_json, atomic_write_text
+from classifier.data import FolderDataset, load_class_data
+from classifier.metrics import DEFAULT_THRESHOLD, evaluate_probabilities
+from classifier.predict import Classifier
+
+LOGGER = logging.getLogger(__name__)
+STUDY_THRESHOLD = 0.94
+
+
+def predict_items(clf: Classifier, items: list[tuple[str, int]], batch_size: int = 32,
+                  workers: int = 0, desc: str = "evaluate") -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and true labels for ``(path, label)`` items, with the file's own preprocessing."""
+    loader = DataLoader(FolderDataset(items, clf._transform), batch_size=batch_size, num_workers=workers)
+    probs, labels = [], []
+    for x, y in tqdm(loader, desc=desc, unit="batch", leave=False):
+        probs.append(clf.predict_tensor(x))
+        labels.append(y.numpy())
+    if not probs:
+        return np.zeros((0, len(clf.class_names)), np.float32), np.zeros(0, int)
+    return np.concatenate(probs), np.concatenate(labels)
+
+
+def _fmt(x: float | None, digits: int = 4) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def _table(summary: dict) -> list[str]:
+    lines = ["| class | support | sensitivity | specificity | fall-out | precision | F1 |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in summary["per_class"]:
+        lines.append(f"| {r['class']} | {r['support']} | {_fmt(r['sensitivity'])} | {_fmt(r['specificity'])} | "
+                     f"{_fmt(r['fallout'])} | {_fmt(r['precision'])} | {_fmt(r['f1'])} |")
+    return lines
+
+
+def _confusion_lines(cm: list[list[int]], names: list[str]) -> list[str]:
+    lines = ["| true \\ predicted | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    lines += [f"| {names[i]} | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(cm)]
+    return lines
+
+
+def report_markdown(result: dict, class_names: list[str], title: str) -> str:
+    """The evaluation report as Markdown."""
+    a, t, b = result["all"], result["thresholded"], result["majority_baseline"]
+    knee = result["knee"]
+    lines = [f"# {title}", "", f"Photos evaluated: {a['n']}", "",
+             "| | accuracy | kappa | photos kept |", "|---|---:|---:|---:|",
+             f"| all predictions | {_fmt(a['accuracy'])} | {_fmt(a['kappa'])} | 1.0000 |",
+             f"| probability >= {t['threshold']} | {_fmt(t['accuracy'])} | {_fmt(t['kappa'])} | {_fmt(t['kept'])} |",
+             f"| majority class ({b['class']}) | {_fmt(b['accuracy'])} | 0.0000 | 1.0000 |", "",
+             "## Per class, all predictions (the study's Table 3)", "", *_table(a), "",
+             *_confusion_lines(a["confusion_matrix"], class_names), "",
+             f"## Per class, probability >= {t['threshold']} (the study's Table 4)", "", *_table(t), "",
+             *_confusion_lines(t["confusion_matrix"], class_names), "",
+             "## Threshold sweep (the study's Figure 2: sweep.png, sweep.csv)", ""]
+    if knee:
+        lines.append(f"Knee of kappa against discard rate ({knee['method']}): threshold {knee['threshold']:.2f} "
+                     f"(kappa {knee['kappa']:.4f}, {knee['discarded']:.1%} discarded). "
+                     f"The study read {STUDY_THRESHOLD} off the same curve; {DEFAULT_THRESHOLD} stays the default.")
+    else:
+        lines.append("No knee: kappa or the discard rate does not vary over the sweep.")
+    lines += ["", "| threshold | kappa | accuracy | discarded |", "|---:|---:|---:|---:|"]
+    lines += [f"| {r['threshold']:.2f} | {_fmt(r['kappa'])} | {_fmt(r['accuracy'])} | {_fmt(r['discarded'])} |"
+              for r in result["sweep"]]
+    return "\n".join(lines) + "\n"
+
+
+def _plot_confusion(cm: list[list[int]], names: list[str], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arr = np.array(cm)
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2.5, 1.2 * len(names) + 2))
+    ax.imshow(arr, cmap="Blues")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(arr.shape[0]):
+        for j in range(arr.shape[1]):
+            ax.text(j, i, str(arr[i, j]), ha="center", va="center",
+                    color="white" if arr[i, j] > arr.max() / 2 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_sweep(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sweep = result["sweep"]
+    t = [r["threshold"] for r in sweep]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(t, [np.nan if r["kappa"] is None else r["kappa"] for r in sweep], label="kappa", marker=".")
+    ax.plot(t, [np.nan if r["accuracy"] is None else r["accuracy"] for r in sweep], label="accuracy", marker=".")
+    ax.plot(t, [r["discarded"] for r in sweep], label="discard rate", marker=".")
+    ax.axvline(STUDY_THRESHOLD, color="grey", linestyle="--", label=f"study's choice {STUDY_THRESHOLD}")
+    if result["knee"]:
+        ax.axvline(result["knee"]["threshold"], color="red", linestyle=":",
+                   label=f"knee here {result['knee']['threshold']:.2f}")
+    ax.set_xlabel("probability threshold")
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="lower left")
+    ax.set_title("Kappa, accuracy and discard rate by threshold")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_evaluation(result: dict, class_names: list[str], out_dir: str | Path, title: str) -> None:
+    """Write the Markdown and JSON report, the confusion matrices (CSV, PNG) and the sweep (CSV, PNG)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "report.json", {"class_names": class_names, **result})
+    atomic_write_text(out / "report.md", report_markdown(result, class_names, title))
+    for key in ("all", "thresholded"):
+        cm = result[key]["confusion_matrix"]
+        with open(out / f"confusion_{key}.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["true\\predicted", *class_names])
+            w.writerows([class_names[i], *row] for i, row in enumerate(cm))
+        label = "all predictions" if key == "all" else f"probability >= {result['thresholded']['threshold']}"
+        _plot_confusion(cm, class_names, f"Confusion matrix, {label}", out / f"confusion_{key}.png")
+    with open(out / "sweep.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["threshold", "kappa", "accuracy", "discarded"])
+        w.writeheader()
+        w.writerows(result["sweep"])
+    _plot_sweep(result, out / "sweep.png")
+
+
+def evaluate_model_file(model: str | Path, items: list[tuple[str, int]], out_dir: str | Path,
+                        threshold: float | None = None, device: str = "auto", workers: int = 0) -> dict:
+    """Evaluate a release file on ``(path, label)`` items and write the report; returns the result."""
+    clf = Classifier.from_file(model, device)
+    thr = clf.threshold if threshold is None else threshold
+    probs, labels = predict_items(clf, items, workers=workers)
+    result = evaluate_probabilities(probs, labels, clf.class_names, thr)
+    title = f"Evaluation of {Path(model).name} ({clf.info['model_version']})"
+    write_evaluation(result, clf.class_names, out_dir, title)
+    return result
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """Options of ``taxolens classifier evaluate``."""
+    p = argparse.ArgumentParser(prog="taxolens classifier evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="classifier release file (model.pt)")
+    p.add_argument("--data", required=True,
+                   help="dataset root; its validation split is used (val/, or the split recorded in the model)")
+    p.add_argument("--out", required=True, help="folder for the report")
+    p.add_argument("--threshold", type=float, default=None, help="default: the model file's (0.94)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--workers", type=int, default=2)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Entry point of ``taxolens classifier evaluate``."""
+    args = get_args_parser().parse_args(argv)
+    clf_info = Classifier.from_file(args.model, "cpu").info
+    split = clf_info.get("training_data", {}).get("split_settings", {})
+    data = load_class_data(args.data, **split)
+    order = {n: i for i, n in enumerate(clf_info["class_names"])}
+    missing = [n for n in data.class_names if n not in order]
+    if missing:
+        raise SystemExit(f"{args.data}: class folder(s) the model does not know: {', '.join(missing)}")
+    items = [(p, order[data.class_names[c]]) for p, c in data.val]
+    result = evaluate_model_file(args.model, items, args.out, args.threshold, args.device, args.workers)
+    print(json.dumps({"accuracy": result["all"]["accuracy"], "kappa": result["all"]["kappa"],
+                      "thresholded": {k: result["thresholded"][k] for k in ("threshold", "accuracy", "kappa", "kept")},
+                      "report": str(Path(args.out) / "report.md")}, indent=2))
+    return result

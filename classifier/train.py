@@ -1,0 +1,290 @@
+"""Fine-tune a classifier on a folder of photos per class, as the study did.
+
+Launch::
+
+    taxolens classifier train --data ../shared/data/hymenoptera --out runs/cls \
+        --arch efficientnet_lite0 --epochs 5
+
+Defaults come from ``configs/classifier.yaml`` (the study's: ResNet50, SGD lr 0.0005 momentum 0.99,
+batch 4, StepLR 7/0.1, 25 epochs). The run folder gets ``config.yaml`` (resolved settings),
+``dataset.md/json`` (Table 1), ``checkpoint.pt`` (rewritten atomically after every epoch; rerunning
+the same command resumes from it, even after kill -9), ``history.json``, ``model.pt`` (the release
+file: best epoch by validation accuracy) and ``eval/`` (the evaluation report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, WeightedRandomSampler
+from tqdm import tqdm
+
+from annotations.config import add_config_arg, parse_with_config, write_resolved
+from annotations.io import atomic_torch_save, atomic_write_json
+from annotations.modelfile import save_model_file
+from classifier.data import ClassData, FolderDataset, build_transform, load_class_data, write_report
+from classifier.metrics import summarize
+from classifier.models import ARCHITECTURES, build_classifier, count_trainable
+from classifier.predict import pick_device
+
+LOGGER = logging.getLogger(__name__)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """Options of ``taxolens classifier train``; defaults are the study's."""
+    p = argparse.ArgumentParser(prog="taxolens classifier train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arg(p, "classifier")
+    p.add_argument("--data", required=True, help="root/<class>/*.jpg, or root/train/<class>/ and root/val/<class>/")
+    p.add_argument("--out", required=True, help="run folder (created; an existing run there is resumed)")
+    p.add_argument("--arch", default="resnet50", choices=ARCHITECTURES)
+    p.add_argument("--weights", default="imagenet",
+                   help="imagenet (torchvision/timm; offline copy for efficientnet_lite0), none, or a local .pth")
+    p.add_argument("--lr", type=float, default=0.0005)
+    p.add_argument("--momentum", type=float, default=0.99)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--step-size", type=int, default=7, help="StepLR step, in epochs")
+    p.add_argument("--gamma", type=float, default=0.1, help="StepLR factor")
+    p.add_argument("--epochs", type=int, default=25)
+    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--crop-scale", type=float, nargs=2, default=[0.08, 1.0], help="RandomResizedCrop area range")
+    p.add_argument("--rotations", type=float, nargs="*", default=[], help="e.g. 0 30 90 135 (SPIPOLL)")
+    p.add_argument("--balance", default="none", choices=["none", "sampler", "loss"],
+                   help="class-balanced sampling or loss weighting")
+    p.add_argument("--threshold", type=float, default=0.94, help="stored in the model file")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--group-regex", default=None, help="regex on file names; matching photos stay on one side")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--max-steps-per-epoch", type=int, default=0, help="batches per epoch at most (0: all)")
+    p.add_argument("--no-eval", action="store_true", help="skip the evaluation report at the end")
+    return p
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch; cuDNN picks deterministic kernels where it can."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.benchmark = False
+
+
+def _worker_init(worker_id: int) -> None:
+    # torch seeds each worker from the main process's generator (reseeded every epoch); albumentations
+    # keeps a generator of its own, so it is seeded from the same value to make epochs reproducible
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+    info = torch.utils.data.get_worker_info()
+    if info is not None and hasattr(info.dataset, "transform"):
+        info.dataset.transform.set_random_seed(seed)
+
+
+def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, optimizer: torch.optim.Optimizer,
+                    device: torch.device, scaler: torch.amp.GradScaler | None, epoch: int,
+                    max_steps: int = 0) -> dict:
+    """One pass over the training data; returns mean loss, accuracy, images and seconds."""
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    start = time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch + 1} train", unit="batch", leave=False)
+    for step, (x, y) in enumerate(bar):
+        if max_steps and step >= max_steps:
+            break
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if device.type == "cuda":
+            x = x.to(memory_format=torch.channels_last)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=scaler is not None):
+            logits = model(x)
+            loss = criterion(logits, y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"epoch {epoch + 1} step {step}: loss is {loss.item()}; lower --lr")
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        total_loss += loss.item() * len(y)
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += len(y)
+        bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+    seconds = time.perf_counter() - start
+    return {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1), "images": seen,
+            "seconds": seconds}
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module, device: torch.device,
+             class_names: list[str]) -> dict:
+    """Validation loss, accuracy and kappa."""
+    model.eval()
+    total_loss, preds, labels = 0.0, [], []
+    for x, y in tqdm(loader, desc="validate", unit="batch", leave=False):
+        x, y = x.to(device), y.to(device)
+        if device.type == "cuda":
+            x = x.to(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+            logits = model(x)
+        total_loss += criterion(logits.float(), y).item() * len(y)
+        preds.append(logits.argmax(1).cpu().numpy())
+        labels.append(y.cpu().numpy())
+    if not labels:
+        return {"loss": None, "accuracy": None, "kappa": None}
+    s = summarize(np.concatenate(labels), np.concatenate(preds), class_names)
+    return {"loss": total_loss / s["n"], "accuracy": s["accuracy"], "kappa": s["kappa"]}
+
+
+def _crop_padding(data_root: str) -> float | None:
+    """Padding used by ``annotations crops`` when the data are crops (recorded in crops.json)."""
+    manifest = Path(data_root) / "crops.json"
+    if manifest.is_file():
+        return float(json.loads(manifest.read_text()).get("padding", 0.15))
+    return None
+
+
+def _loaders(data: ClassData, args: argparse.Namespace, pre, device: torch.device) -> tuple[DataLoader, DataLoader]:
+    train_tf = build_transform(pre, train=True, rotations=tuple(args.rotations), scale=tuple(args.crop_scale))
+    eval_tf = build_transform(pre, train=False)
+    train_ds, val_ds = FolderDataset(data.train, train_tf), FolderDataset(data.val, eval_tf)
+    sampler = None
+    if args.balance == "sampler":
+        counts = np.bincount([c for _, c in data.train], minlength=len(data.class_names))
+        weights = [1.0 / counts[c] for _, c in data.train]
+        sampler = WeightedRandomSampler(weights, num_samples=len(weights), replacement=True,
+                                        generator=torch.Generator().manual_seed(args.seed))
+    common = {"num_workers": args.workers, "pin_memory": device.type == "cuda", "worker_init_fn": _worker_init}
+    # training workers are started afresh every epoch so each epoch's augmentations follow from its seed
+    train_loader = DataLoader(train_ds, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
+                              drop_last=len(train_ds) > args.batch_size, **common)
+    val_loader = DataLoader(val_ds, batch_size=max(args.batch_size, 16), shuffle=False,
+                            persistent_workers=args.workers > 0, **common)
+    return train_loader, val_loader
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Entry point of ``taxolens classifier train``; returns the run summary."""
+    args = parse_with_config(get_args_parser(), argv, default="classifier")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(args.seed)
+    device = pick_device(args.device)
+    split_settings = {"val_fraction": args.val_fraction, "seed": args.seed, "group_regex": args.group_regex}
+    data = load_class_data(args.data, **split_settings)
+    report = write_report(data, out)
+    write_resolved(args, out / "config.yaml")
+    LOGGER.info("%d classes, %d train / %d val photos, device %s", len(data.class_names), len(data.train),
+                len(data.val), device)
+
+    model, pre = build_classifier(args.arch, len(data.class_names), args.weights)
+    padding = _crop_padding(args.data)
+    pre = replace(pre, input_size=args.input_size, resize_size=round(args.input_size / 0.875),
+                  **({"crop_padding": padding} if padding is not None else {}))
+    model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    train_loader, val_loader = _loaders(data, args, pre, device)
+
+    class_weights = None
+    if args.balance == "loss":
+        counts = np.bincount([c for _, c in data.train], minlength=len(data.class_names)).astype(np.float32)
+        class_weights = torch.tensor(counts.sum() / (len(counts) * counts), device=device)
+    criterion = nn.CrossEntropyLoss(weight=class_weights)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=args.lr,
+                                momentum=args.momentum, weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.step_size, gamma=args.gamma)
+    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+
+    ckpt_path = out / "checkpoint.pt"
+    start_epoch, history, best = 0, [], {"accuracy": -1.0, "epoch": -1}
+    best_state = copy.deepcopy(model.state_dict())
+    if ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        if ckpt["arch"] != args.arch or ckpt["class_names"] != data.class_names:
+            raise SystemExit(f"{ckpt_path}: belongs to another run ({ckpt['arch']}, classes {ckpt['class_names']}); "
+                             "use another --out or delete it")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        start_epoch, history, best, best_state = ckpt["epoch"], ckpt["history"], ckpt["best"], ckpt["best_state"]
+        LOGGER.info("resuming %s after epoch %d of %d", ckpt_path, start_epoch, args.epochs)
+
+    for epoch in range(start_epoch, args.epochs):
+        # reseeded per epoch so that a resumed run draws the same batches as an uninterrupted one
+        seed_everything(args.seed * 1000 + epoch)
+        train_loader.dataset.transform.set_random_seed(args.seed * 1000 + epoch)
+        if sampler_generator := getattr(train_loader.sampler, "generator", None):
+            sampler_generator.manual_seed(args.seed * 1000 + epoch)
+        tr = train_one_epoch(model, train_loader, criterion, optimizer, device, scaler, epoch,
+                             args.max_steps_per_epoch)
+        va = evaluate(model, val_loader, criterion, device, data.class_names) if data.val else {}
+        scheduler.step()
+        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": tr["loss"],
+               "train_accuracy": tr["accuracy"], "seconds": tr["seconds"],
+               "images_per_second": tr["images"] / tr["seconds"] if tr["seconds"] else None,
+               **{f"val_{k}": v for k, v in va.items()}}
+        history.append(row)
+        score = va.get("accuracy") if va.get("accuracy") is not None else -tr["loss"]
+        if score > best["accuracy"]:
+            best = {"accuracy": score, "epoch": epoch + 1}
+            best_state = copy.deepcopy(model.state_dict())
+        LOGGER.info("epoch %d/%d: train loss %.4f, val loss %s, val accuracy %s (%.1f s)", epoch + 1, args.epochs,
+                    tr["loss"], va.get("loss"), va.get("accuracy"), tr["seconds"])
+        atomic_torch_save({"arch": args.arch, "class_names": data.class_names, "epoch": epoch + 1,
+                           "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                           "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
+                           "history": history, "best": best, "best_state": best_state}, ckpt_path)
+        atomic_write_json(out / "history.json", history)
+
+    best_row = next((r for r in history if r["epoch"] == best["epoch"]), history[-1] if history else {})
+    meta = {
+        "architecture": args.arch,
+        "class_names": data.class_names,
+        "taxonomy": {},  # lineage per class, filled in once taxonomy lands
+        "preprocessing": pre.to_dict(),
+        "threshold": args.threshold,
+        "class_thresholds": {},  # per-class thresholds measured on the user's data, later
+        "metrics": {"best_epoch": best["epoch"], "val_accuracy": best_row.get("val_accuracy"),
+                    "val_kappa": best_row.get("val_kappa"), "val_loss": best_row.get("val_loss")},
+        "training": {"weights": args.weights, "epochs": args.epochs, "lr": args.lr, "momentum": args.momentum,
+                     "batch_size": args.batch_size, "balance": args.balance, "seed": args.seed,
+                     "device": str(device), "seconds_per_epoch": float(np.mean([r["seconds"] for r in history]))
+                     if history else None},
+        "training_data": {"root": str(Path(args.data).resolve()), "split": data.split, "split_settings": split_settings,
+                          "classes": report["classes"], "train": report["train"], "val": report["test"],
+                          "skipped": len(data.skipped)},
+    }
+    header = save_model_file(out / "model.pt", kind="classifier", state_dict=best_state, meta=meta)
+    summary = {"model": str(out / "model.pt"), "model_version": header["model_version"], **meta["metrics"],
+               "seconds_per_epoch": meta["training"]["seconds_per_epoch"],
+               "trainable_parameters": count_trainable(model),
+               "file_mb": (out / "model.pt").stat().st_size / 1e6}
+    if data.val and not args.no_eval:
+        from classifier.evaluate import evaluate_model_file
+
+        order = {n: i for i, n in enumerate(data.class_names)}
+        items = [(p, order[data.class_names[c]]) for p, c in data.val]
+        result = evaluate_model_file(out / "model.pt", items, out / "eval", args.threshold, str(device), args.workers)
+        summary["eval"] = {"accuracy": result["all"]["accuracy"], "kappa": result["all"]["kappa"],
+                           "thresholded": {k: result["thresholded"][k]
+                                           for k in ("threshold", "accuracy", "kappa", "kept")}}
+    atomic_write_json(out / "summary.json", summary)
+    return summary

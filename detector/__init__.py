@@ -1,0 +1,1 @@
+"""taxolens detector stage."""

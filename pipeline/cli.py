@@ -1,0 +1,70 @@
+"""The ``taxolens`` command: one entry point, a sub-command per stage.
+
+``taxolens classifier train|evaluate|compare|sweep|report-data``. Each sub-command's ``--help``
+lists its options.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+# group -> sub-command -> "module:function"; modules are imported only when their command runs
+COMMANDS: dict[str, dict[str, str]] = {
+    "classifier": {
+        "train": "classifier.train:main",
+        "evaluate": "classifier.evaluate:main",
+        "compare": "classifier.experiments:compare_main",
+        "sweep": "classifier.experiments:sweep_main",
+        "report-data": "classifier.experiments:report_data_main",
+    },
+}
+
+
+def _usage() -> str:
+    lines = ["usage: taxolens <group> <command> [options]   (each command has --help)", ""]
+    for group, cmds in COMMANDS.items():
+        lines.append(f"  taxolens {group} {'|'.join(cmds)}" if group != "-" else "")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch ``taxolens GROUP COMMAND ...``; errors print one line and exit 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=os.environ.get("TAXOLENS_LOG", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    group = COMMANDS.get(argv[0])
+    if group is None:
+        print(f"taxolens: unknown command {argv[0]!r}\n{_usage()}", file=sys.stderr)
+        return 2
+    if len(argv) < 2 or argv[1] in ("-h", "--help"):
+        print(f"usage: taxolens {argv[0]} {{{','.join(group)}}} [options]")
+        return 0 if len(argv) >= 2 else 2
+    target = group.get(argv[1])
+    if target is None:
+        print(f"taxolens {argv[0]}: unknown command {argv[1]!r}; choose one of {', '.join(group)}", file=sys.stderr)
+        return 2
+    module, func = target.split(":")
+    from annotations.io import ImageReadError
+    from annotations.modelfile import ModelFileError
+    from classifier.models import WeightsError
+
+    try:
+        result = getattr(importlib.import_module(module), func)(argv[2:])
+    except (ModelFileError, WeightsError, ImageReadError, FileNotFoundError, ValueError) as exc:
+        print(f"taxolens {argv[0]} {argv[1]}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

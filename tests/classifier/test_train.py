@@ -1,0 +1,142 @@
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from annotations.modelfile import ModelFileError, load_model_file
+from classifier import train
+from classifier.data import load_class_data
+from classifier.predict import Classifier
+from tests.conftest import make_photo, shared
+
+FAST = ["--arch", "resnet18", "--weights", "none", "--input-size", "32", "--batch-size", "8", "--lr", "0.01",
+        "--momentum", "0.9", "--workers", "0", "--crop-scale", "0.6", "1.0", "--device", "cpu"]
+
+
+def test_short_training_lowers_the_loss(tiny_classes, tmp_path):
+    summary = train.main(["--data", str(tiny_classes), "--out", str(tmp_path / "run"), "--epochs", "4",
+                          "--no-eval", *FAST])
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert len(history) == 4
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert summary["val_accuracy"] is not None
+    config = (tmp_path / "run" / "config.yaml").read_text()
+    assert "arch: resnet18" in config and "momentum: 0.9" in config  # resolved settings next to the run
+
+
+def test_release_file_round_trips_with_weights_only(tiny_classes, tmp_path):
+    train.main(["--data", str(tiny_classes), "--out", str(tmp_path / "run"), "--epochs", "1", *FAST])
+    path = tmp_path / "run" / "model.pt"
+    raw = torch.load(path, weights_only=True)
+    for key in ("architecture", "class_names", "preprocessing", "threshold", "metrics", "training_data",
+                "taxolens_version", "model_version", "weights_sha256"):
+        assert key in raw, key
+    assert raw["class_names"] == ["blue", "green", "red"] and raw["threshold"] == 0.94
+    assert raw["preprocessing"]["input_size"] == 32
+    clf = Classifier.from_file(path)
+    from annotations.io import read_image
+
+    probs = clf.predict(read_image(make_photo(tmp_path / "p.jpg", (220, 30, 30))))
+    assert probs.shape == (3,) and probs.sum() == pytest.approx(1.0, abs=1e-5)
+    # evaluation wrote the study's tables and figures
+    for name in ("report.md", "report.json", "confusion_all.csv", "confusion_all.png",
+                 "confusion_thresholded.csv", "confusion_thresholded.png", "sweep.csv", "sweep.png"):
+        assert (tmp_path / "run" / "eval" / name).is_file(), name
+    with pytest.raises(ModelFileError, match="detector model file is needed"):
+        load_model_file(path, "detector")
+    tampered = dict(raw)
+    tampered["state_dict"] = {k: v.clone() for k, v in raw["state_dict"].items()}
+    next(iter(tampered["state_dict"].values())).add_(1)
+    torch.save(tampered, tmp_path / "bad.pt")
+    with pytest.raises(ModelFileError, match="SHA-256"):
+        load_model_file(tmp_path / "bad.pt", "classifier")
+    torch.save({"model": {}}, tmp_path / "ckpt.pt")
+    with pytest.raises(ModelFileError, match="not a taxolens release"):
+        load_model_file(tmp_path / "ckpt.pt", "classifier")
+
+
+def test_resumed_run_equals_uninterrupted_run(tiny_classes, tmp_path):
+    args = ["--data", str(tiny_classes), "--no-eval", *FAST]
+    train.main([*args, "--out", str(tmp_path / "straight"), "--epochs", "3"])
+    train.main([*args, "--out", str(tmp_path / "resumed"), "--epochs", "1"])  # stops after epoch 1...
+    train.main([*args, "--out", str(tmp_path / "resumed"), "--epochs", "3"])  # ...and picks up from there
+    a = json.loads((tmp_path / "straight" / "history.json").read_text())
+    b = json.loads((tmp_path / "resumed" / "history.json").read_text())
+    assert [r["epoch"] for r in b] == [1, 2, 3]
+    assert [r["train_loss"] for r in a] == pytest.approx([r["train_loss"] for r in b], rel=1e-5)
+
+
+def test_resume_after_kill_9(tiny_classes, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "pipeline.cli", "classifier", "train", "--data", str(tiny_classes),
+           "--out", str(out), "--epochs", "12", "--no-eval", *FAST]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 120
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = torch.load(out / "checkpoint.pt", weights_only=True)["epoch"]  # never half-written
+    assert 1 <= done < 12
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"resuming {out / 'checkpoint.pt'} after epoch {done} of 12" in rerun.stderr
+    history = json.loads((out / "history.json").read_text())
+    assert [r["epoch"] for r in history] == list(range(1, 13))
+    assert (out / "model.pt").is_file()
+
+
+def test_unreadable_files_are_skipped_and_named(tiny_classes, caplog):
+    (tiny_classes / "red" / "fake.jpg").write_text("not a photo")
+    (tiny_classes / "blue" / "empty.png").write_bytes(b"")
+    with caplog.at_level(logging.WARNING):
+        data = load_class_data(tiny_classes, val_fraction=0.25, seed=0)
+    skipped = {Path(s["path"]).name: s["reason"] for s in data.skipped}
+    assert set(skipped) == {"fake.jpg", "empty.png"}
+    assert "not an image" in skipped["fake.jpg"] and "empty" in skipped["empty.png"]
+    assert "fake.jpg" in caplog.text and "empty.png" in caplog.text
+    assert all("fake" not in p for p, _ in data.train + data.val)
+    report = data.report()
+    assert report["total"] == 36 and len(report["skipped"]) == 2
+
+
+def test_dataset_report_and_group_split(tiny_classes):
+    data = load_class_data(tiny_classes, val_fraction=0.25, seed=0, group_regex=r"^(obs\d+)_")
+    train_groups = {Path(p).name.split("_")[0] for p, _ in data.train}
+    val_groups = {Path(p).name.split("_")[0] for p, _ in data.val}
+    assert val_groups and not train_groups & val_groups
+    rows = {r["class"]: r for r in data.report()["classes"]}
+    assert rows["red"]["total"] == 12 and rows["red"]["imbalance"] == 1.0
+    assert rows["red"]["train"] + rows["red"]["test"] == 12
+
+
+def test_unknown_architecture_and_config_key(tmp_path, tiny_classes):
+    with pytest.raises(SystemExit):
+        train.main(["--data", str(tiny_classes), "--out", str(tmp_path), "--arch", "vgg99"])
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("lernrate: 0.1\n")
+    with pytest.raises(SystemExit):
+        train.main(["--config", str(cfg), "--data", str(tiny_classes), "--out", str(tmp_path)])
+
+
+def test_fine_tune_on_real_photos_beats_chance(tmp_path):
+    hym = shared("hymenoptera")
+    root = tmp_path / "hym"
+    for split, per_class in (("train", 16), ("val", 20)):
+        for cls in ("ants", "bees"):
+            (root / split / cls).mkdir(parents=True)
+            for src in sorted((hym / split / cls).iterdir())[:per_class]:
+                (root / split / cls / src.name).symlink_to(src)
+    summary = train.main(["--data", str(root), "--out", str(tmp_path / "run"), "--arch", "efficientnet_lite0",
+                          "--weights", "imagenet", "--epochs", "2", "--batch-size", "8", "--lr", "0.005",
+                          "--momentum", "0.9", "--input-size", "160", "--workers", "0", "--device", "cpu"])
+    # 40 held-out photos, two balanced classes: chance is 0.5
+    assert summary["eval"]["accuracy"] >= 0.75, summary
