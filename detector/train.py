@@ -1,0 +1,192 @@
+"""Train a Faster R-CNN on a canonical COCO file (``taxolens annotations import`` makes one).
+
+Launch::
+
+    taxolens detector train --train runs/bh/train.json --val runs/bh/valid.json --out runs/det \
+        --arch fasterrcnn_efficientnet_lite0_fpn --weights imagenet --class-agnostic --epochs 6
+
+Defaults come from ``configs/detector.yaml``. The run folder gets ``config.yaml``, ``checkpoint.pt``
+(rewritten atomically after every epoch; rerunning the same command resumes from it), ``history.json``,
+``model.pt`` (the release file) and ``eval/`` (COCO metrics on ``--val``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from annotations.coco import load_coco
+from annotations.config import add_config_arg, parse_with_config, write_resolved
+from annotations.io import atomic_torch_save, atomic_write_json
+from annotations.modelfile import save_model_file
+from annotations.runtime import pick_device, seed_everything, seed_worker
+from detector.data import PRESETS, CocoDetectionDataset, build_augmentation, collate
+from detector.models import ARCHITECTURES, build_detector, normalization
+
+LOGGER = logging.getLogger(__name__)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """Options of ``taxolens detector train``."""
+    p = argparse.ArgumentParser(prog="taxolens detector train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arg(p, "detector")
+    p.add_argument("--train", required=True, help="training boxes, canonical COCO JSON")
+    p.add_argument("--val", default=None, help="validation boxes, canonical COCO JSON (evaluated at the end)")
+    p.add_argument("--out", required=True, help="run folder (an existing run there is resumed)")
+    p.add_argument("--arch", default="fasterrcnn_resnet50_fpn_v2", choices=ARCHITECTURES)
+    p.add_argument("--weights", default="coco", help="coco | imagenet | none | path to a local state dict")
+    p.add_argument("--class-agnostic", action="store_true", help="one class, organism: a detector that localizes")
+    p.add_argument("--augment", default="standard", choices=PRESETS)
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--lr", type=float, default=0.02)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--warmup-iters", type=int, default=200, help="linear learning-rate warm-up in the first epoch")
+    p.add_argument("--lr-steps", type=int, nargs="*", default=None, help="epochs at which lr x 0.1 (default: 75%%)")
+    p.add_argument("--min-size", type=int, default=800, help="shorter side inside the model")
+    p.add_argument("--max-size", type=int, default=1333, help="longer side inside the model, at most")
+    p.add_argument("--trainable-layers", type=int, default=3, help="backbone stages trained")
+    p.add_argument("--score-threshold", type=float, default=0.5, help="stored in the model file for the pipeline")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--max-steps-per-epoch", type=int, default=0, help="batches per epoch at most (0: all)")
+    p.add_argument("--no-eval", action="store_true")
+    return p
+
+
+def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
+                    device: torch.device, epoch: int, scaler: torch.amp.GradScaler | None, warmup_iters: int,
+                    max_steps: int = 0) -> dict:
+    """One pass over the training photos; warm-up in the first epoch. Returns mean losses and timings."""
+    model.train()
+    warmup = None
+    if epoch == 0 and warmup_iters > 0:
+        warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.001,
+                                                   total_iters=min(warmup_iters, max(len(loader) - 1, 1)))
+    sums: dict[str, float] = {}
+    steps = images = 0
+    start = time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch + 1} train", unit="batch", leave=False)
+    for step, (photos, targets) in enumerate(bar):
+        if max_steps and step >= max_steps:
+            break
+        photos = [p.to(device, non_blocking=True) for p in photos]
+        targets = [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
+        with torch.autocast(device.type, dtype=torch.float16, enabled=scaler is not None):
+            losses = model(photos, targets)
+            loss = sum(losses.values())
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"epoch {epoch + 1} step {step}: loss is {loss.item()} "
+                                     f"({ {k: round(v.item(), 4) for k, v in losses.items()} }); lower --lr")
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        if warmup is not None:
+            warmup.step()
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + v.item()
+        sums["loss"] = sums.get("loss", 0.0) + loss.item()
+        steps += 1
+        images += len(photos)
+        bar.set_postfix(loss=f"{sums['loss'] / steps:.3f}")
+    seconds = time.perf_counter() - start
+    return {**{k: v / max(steps, 1) for k, v in sums.items()}, "iterations": steps, "images": images,
+            "seconds": seconds, "iterations_per_second": steps / seconds if seconds else None,
+            "images_per_second": images / seconds if seconds else None}
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Entry point of ``taxolens detector train``; returns the run summary."""
+    args = parse_with_config(get_args_parser(), argv, default="detector")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_resolved(args, out / "config.yaml")
+    seed_everything(args.seed)
+    device = pick_device(args.device)
+    coco = load_coco(args.train)
+    dataset = CocoDetectionDataset(coco, build_augmentation(args.augment, seed=args.seed), args.class_agnostic)
+    if len(dataset) == 0:
+        raise ValueError(f"{args.train}: no images")
+    class_names = dataset.class_names
+    mean, std = normalization(args.arch, args.weights)
+    model = build_detector(args.arch, len(class_names), args.weights, min_size=args.min_size,
+                           max_size=args.max_size, trainable_layers=args.trainable_layers)
+    model.to(device)
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
+                        collate_fn=collate, worker_init_fn=seed_worker, pin_memory=device.type == "cuda")
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    steps = args.lr_steps if args.lr_steps is not None else [max(1, round(0.75 * args.epochs))]
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=steps, gamma=0.1)
+    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+    LOGGER.info("%s: %d photos, classes %s, %s on %s", args.train, len(dataset), class_names, args.arch, device)
+
+    ckpt_path = out / "checkpoint.pt"
+    start_epoch, history = 0, []
+    if ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        if ckpt["arch"] != args.arch or ckpt["class_names"] != class_names:
+            raise SystemExit(f"{ckpt_path}: belongs to another run ({ckpt['arch']}, {ckpt['class_names']}); "
+                             "use another --out or delete it")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        start_epoch, history = ckpt["epoch"], ckpt["history"]
+        LOGGER.info("resuming %s after epoch %d of %d", ckpt_path, start_epoch, args.epochs)
+
+    for epoch in range(start_epoch, args.epochs):
+        seed_everything(args.seed * 1000 + epoch)
+        dataset.transform.set_random_seed(args.seed * 1000 + epoch)
+        row = train_one_epoch(model, optimizer, loader, device, epoch, scaler, args.warmup_iters,
+                              args.max_steps_per_epoch)
+        scheduler.step()
+        history.append({"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], **row})
+        LOGGER.info("epoch %d/%d: loss %.4f, %.2f it/s, %.2f images/s (%.0f s)", epoch + 1, args.epochs,
+                    row["loss"], row["iterations_per_second"] or 0, row["images_per_second"] or 0, row["seconds"])
+        atomic_torch_save({"arch": args.arch, "class_names": class_names, "epoch": epoch + 1,
+                           "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                           "scheduler": scheduler.state_dict(), "history": history}, ckpt_path)
+        atomic_write_json(out / "history.json", history)
+
+    n_boxes = len(coco["annotations"])
+    meta = {"architecture": args.arch, "class_names": class_names, "class_agnostic": args.class_agnostic,
+            "min_size": args.min_size, "max_size": args.max_size, "mean": list(mean), "std": list(std),
+            "score_threshold": args.score_threshold, "metrics": {},
+            "training": {"weights": args.weights, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
+                         "augment": args.augment, "device": str(device), "seed": args.seed,
+                         "seconds_total": float(sum(r["seconds"] for r in history)),
+                         "images_per_second": float(np.mean([r["images_per_second"] for r in history]))
+                         if history else None},
+            "training_data": {"coco": str(Path(args.train).resolve()), "images": len(dataset), "boxes": n_boxes}}
+    save_model_file(out / "model.pt", kind="detector", state_dict=model.state_dict(), meta=meta)
+    summary = {"model": str(out / "model.pt"), "history": history[-1] if history else None}
+    if args.val and not args.no_eval:
+        from detector.evaluate import evaluate_detector
+
+        metrics = evaluate_detector(out / "model.pt", args.val, out / "eval", str(device))
+        meta["metrics"] = {k: metrics[k] for k in ("AP", "AP50", "AP75", "AR100")} | {
+            "val": str(Path(args.val).resolve()), "found_share": metrics["at_threshold"]["found_share"],
+            "false_boxes_per_photo": metrics["at_threshold"]["false_boxes_per_photo"]}
+        # the release file carries its validation metrics: written again with them
+        save_model_file(out / "model.pt", kind="detector", state_dict=model.state_dict(), meta=meta)
+        summary["metrics"] = meta["metrics"]
+    atomic_write_json(out / "summary.json", summary)
+    return summary

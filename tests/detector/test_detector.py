@@ -1,0 +1,96 @@
+import json
+
+import pytest
+import torch
+
+from annotations.coco import load_coco
+from annotations.crops import crop_box
+from annotations.io import read_image
+from annotations.modelfile import ModelFileError, load_model_file
+from detector import train
+from detector.data import CocoDetectionDataset, build_augmentation
+from detector.evaluate import coco_metrics, found_and_false
+from detector.predict import Detector
+
+TINY = ["--arch", "fasterrcnn_mobilenet_v3_large_fpn", "--weights", "none", "--min-size", "96", "--max-size", "96",
+        "--batch-size", "4", "--lr", "0.01", "--warmup-iters", "2", "--workers", "0", "--device", "cpu",
+        "--augment", "flip"]
+
+
+def _results_from_gt(gt, drop=0, score=0.9):
+    return [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": score}
+            for a in gt["annotations"][drop:]]
+
+
+def test_cocoeval_exact_boxes_give_ap_1(tiny_coco):
+    gt = load_coco(tiny_coco)
+    m = coco_metrics(gt, _results_from_gt(gt))
+    assert m["AP"] == pytest.approx(1.0) and m["AP50"] == pytest.approx(1.0) and m["AR100"] == pytest.approx(1.0)
+    assert m["per_class_AP"] == {"wasp": pytest.approx(1.0), "bee": pytest.approx(1.0)}
+
+
+def test_cocoeval_missing_box_lowers_recall(tiny_coco):
+    gt = load_coco(tiny_coco)
+    n = len(gt["annotations"])  # 18 boxes; drop the first wasp
+    m = coco_metrics(gt, _results_from_gt(gt, drop=1))
+    assert m["AR100"] < 1.0
+    # wasps: 11 of 12 found (recall 11/12), bees all found; AR averages the two classes
+    assert m["AR100"] == pytest.approx((11 / 12 + 1.0) / 2, abs=1e-6)
+    t = found_and_false(gt, _results_from_gt(gt, drop=1), score_threshold=0.5)
+    assert t["found"] == n - 1 and t["false_boxes"] == 0
+    extra = _results_from_gt(gt) + [{"image_id": 13, "category_id": 1, "bbox": [1, 1, 5, 5], "score": 0.8}]
+    t = found_and_false(gt, extra, score_threshold=0.5)
+    assert t["found_share"] == 1.0 and t["false_boxes"] == 1 and t["false_boxes_per_photo"] == pytest.approx(1 / 13)
+    assert found_and_false(gt, extra, score_threshold=0.95)["found"] == 0
+    assert coco_metrics(gt, [])["AP"] == 0.0
+
+
+def test_dataset_boxes_follow_augmentation(tiny_coco):
+    gt = load_coco(tiny_coco)
+    ds = CocoDetectionDataset(gt, build_augmentation("standard", seed=0))
+    for i in range(len(ds)):
+        image, target = ds[i]
+        assert image.shape[0] == 3 and image.dtype == torch.float32
+        b = target["boxes"]
+        assert (b[:, 2] > b[:, 0]).all() and (b[:, 3] > b[:, 1]).all()
+        assert (b[:, 2] <= image.shape[2]).all() and (b[:, 3] <= image.shape[1]).all()
+    assert ds.class_names == ["wasp", "bee"]
+    with pytest.raises(ValueError, match="unknown augmentation preset"):
+        build_augmentation("fancy")
+
+
+def test_training_lowers_the_loss_and_release_round_trips(tiny_coco, tmp_path):
+    out = tmp_path / "det"
+    summary = train.main(["--train", str(tiny_coco), "--val", str(tiny_coco), "--out", str(out), "--epochs", "3",
+                          *TINY])
+    history = json.loads((out / "history.json").read_text())
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert "AP50" in summary["metrics"] and (out / "eval" / "pr_curve.png").is_file()
+    raw = torch.load(out / "model.pt", weights_only=True)
+    assert raw["kind"] == "detector" and raw["class_names"] == ["wasp", "bee"] and raw["min_size"] == 96
+    assert raw["metrics"]["AP50"] == summary["metrics"]["AP50"]
+    det = Detector.from_file(out / "model.pt")
+    gt = load_coco(tiny_coco)
+    photo = read_image(tiny_coco.parent / gt["images"][0]["file_name"])
+    res = det.predict(photo, score_threshold=0.0)
+    assert res["boxes"].shape[1] == 4 and len(res["scores"]) == len(res["labels"])
+    with pytest.raises(ModelFileError, match="classifier model file is needed"):
+        load_model_file(out / "model.pt", "classifier")
+    # resume: a longer run picks up after epoch 3
+    train.main(["--train", str(tiny_coco), "--out", str(out), "--epochs", "4", "--no-eval", *TINY])
+    assert [r["epoch"] for r in json.loads((out / "history.json").read_text())] == [1, 2, 3, 4]
+
+
+def test_class_agnostic_training_has_one_class(tiny_coco, tmp_path):
+    train.main(["--train", str(tiny_coco), "--out", str(tmp_path / "a"), "--epochs", "1", "--no-eval",
+                "--class-agnostic", *TINY])
+    raw = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
+    assert raw["class_names"] == ["organism"] and raw["class_agnostic"] is True
+
+
+def test_crop_of_a_detection_is_deterministic(tiny_coco):
+    gt = load_coco(tiny_coco)
+    photo = read_image(tiny_coco.parent / gt["images"][1]["file_name"])
+    a = crop_box(photo, [10.4, 11.6, 30.2, 24.9])
+    b = crop_box(photo.copy(), (10.4, 11.6, 30.2, 24.9))
+    assert a.shape == b.shape and (a == b).all()
