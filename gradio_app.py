@@ -1,0 +1,264 @@
+"""The taxolens web app: a photo in, every organism boxed, named and explained, in three languages.
+
+Launch::
+
+    taxolens app --detector runs/demo/detector/model.pt --classifier runs/demo/classifier/model.pt
+    python gradio_app.py --detector ... --classifier ...
+
+A thin layer over ``pipeline/``: the pipeline finds, crops, classifies and decides; this file only lays
+the results out (boxes, probability bars, species cards) and translates the interface.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import tempfile
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import gradio as gr
+import yaml
+
+from annotations.config import CONFIG_DIR
+from annotations.io import DEFAULT_MAX_PIXELS, ImageReadError, read_image
+from pipeline.decision import UNCERTAIN
+from pipeline.exports import write_csv
+from pipeline.predictor import Pipeline
+from pipeline.render import draw_detections
+from pipeline.run import make_record
+from pipeline.species import species_card
+
+LANGUAGES = {"English": "en", "Español": "es", "Galego": "gl"}
+CSS = """
+.tl-card {border: 1px solid #ccc; border-radius: 8px; padding: 10px 14px; margin: 8px 0;}
+.tl-card h3 {margin: 0 0 6px 0;}
+.tl-bar {background: #eee; border-radius: 4px; height: 14px; width: 100%; margin: 4px 0 8px 0;}
+.tl-bar > div {height: 14px; border-radius: 4px;}
+.tl-invasive {background: #c0392b; color: white; font-weight: bold; padding: 2px 8px; border-radius: 4px;}
+.tl-message {padding: 10px 14px; border-radius: 8px; background: #fff3cd; border: 1px solid #e0c36c;}
+"""
+
+
+@lru_cache(maxsize=1)
+def ui_text() -> dict:
+    """Interface texts by language, from ``configs/ui.yaml``."""
+    return yaml.safe_load((CONFIG_DIR / "ui.yaml").read_text())
+
+
+def t(lang: str, key: str, **kw: object) -> str:
+    """One interface text in ``lang``."""
+    text = ui_text().get(lang, ui_text()["en"]).get(key, ui_text()["en"][key])
+    return text.format(**kw) if kw else text
+
+
+def _esc(x: object) -> str:
+    return html.escape(str(x))
+
+
+def _bar(p: float, accepted: bool) -> str:
+    colour = "#2ecc40" if accepted else "#ffa500"
+    return f'<div class="tl-bar"><div style="width:{100 * p:.1f}%;background:{colour}"></div></div>'
+
+
+def card_html(detection: dict, number: int, lang: str) -> str:
+    """One organism: its taxon, the probability as a bar, and its species card (or the best guesses)."""
+    parts = [f'<div class="tl-card" data-testid="organism-card"><h3>{number}. ']
+    if detection["taxon"] == UNCERTAIN:
+        parts.append(f"? </h3><p>{_esc(t(lang, 'not_sure', threshold=detection['threshold']))}</p><ol>")
+        for g in detection["top"]:
+            card = species_card(g["taxon"], lang)
+            parts.append(f"<li><i>{_esc(card['scientific_name'])}</i> ({_esc(card['name'])}): "
+                         f"{g['probability']:.2f}{_bar(g['probability'], False)}</li>")
+        parts.append("</ol>")
+    else:
+        card = species_card(detection["taxon"], lang)
+        parts.append(f"<i>{_esc(card['scientific_name'])}</i> &mdash; {_esc(card['name'])}</h3>")
+        parts.append(f"{_esc(t(lang, 'probability'))}: {detection['probability']:.3f}"
+                     f"{_bar(detection['probability'], True)}")
+        if detection["source"] == "whole_photo":
+            parts.append(f"<p>{_esc(t(lang, 'whole_photo'))}</p>")
+        if not card["known"]:
+            parts.append(f"<p>{_esc(t(lang, 'no_card'))}</p>")
+        else:
+            if card["invasive"]:
+                parts.append(f'<p><span class="tl-invasive">{_esc(t(lang, "invasive"))}</span></p>')
+            lineage = " &rsaquo; ".join(_esc(name) for _, name in card["lineage"])
+            status = ui_text()["galicia_status"][lang].get(card["galicia"], card["galicia"])
+            iucn = card["iucn"] + (f" ({card['iucn_note']})" if card["iucn_note"] else "")
+            rows = [("rank", card["rank"]), ("lineage", lineage), ("habitat", _esc(card["habitat"])),
+                    ("iucn", _esc(iucn)), ("galicia", _esc(status)), ("action", _esc(card["action"])),
+                    ("sources", _esc("; ".join(card["sources"])))]
+            parts += [f"<p><b>{_esc(t(lang, key))}:</b> {value}</p>" for key, value in rows]
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def results_html(state: dict | None, lang: str) -> str:
+    """The result panel for the last photo (or its message) in ``lang``."""
+    if not state:
+        return ""
+    if state.get("message"):
+        detail = f": {_esc(state['detail'])}" if state.get("detail") else ""
+        return f'<div class="tl-message" data-testid="message">{_esc(t(lang, state["message"]))}{detail}</div>'
+    dets = state["detections"]
+    if not dets:
+        return f'<div class="tl-message" data-testid="message">{_esc(t(lang, "no_organism"))}</div>'
+    return "".join(card_html(d, i + 1, lang) for i, d in enumerate(dets))
+
+
+class TaxolensApp:
+    """The models (loaded once per process) and the callbacks of the interface."""
+
+    def __init__(self, pipeline: Pipeline, examples: Sequence[str] = (), max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.pipe = pipeline
+        self.examples = [str(e) for e in examples]
+        self.max_pixels = max_pixels
+
+    def identify(self, path: str | None, score: float, threshold: float, language: str):
+        """Upload -> (boxed photo, result panel, state)."""
+        lang = LANGUAGES.get(language, "en")
+        if not path:
+            state = {"message": "no_file"}
+            return None, results_html(state, lang), state
+        try:
+            image = read_image(path, max_pixels=self.max_pixels)
+        except ImageReadError as exc:
+            state = {"message": "bad_file", "detail": f"{Path(path).name}: {exc.reason}"}
+            return None, results_html(state, lang), state
+        detections = self.pipe.process(image, score_threshold=score, threshold=threshold)
+        labels = [f"{d['taxon']}" if d["accepted"] else "?" for d in detections]
+        state = {"detections": detections}
+        return draw_detections(image, detections, labels), results_html(state, lang), state
+
+    def batch(self, paths: list[str] | None, score: float, threshold: float):
+        """Several photos -> (table rows, CSV file)."""
+        records = []
+        for path in paths or []:
+            name = Path(path).name
+            try:
+                image = read_image(path, max_pixels=self.max_pixels)
+            except ImageReadError as exc:
+                records.append(make_record(name, None, None, self.pipe.model_version, failure=exc.reason))
+                continue
+            dets = self.pipe.process(image, score_threshold=score, threshold=threshold)
+            records.append(make_record(name, (image.shape[1], image.shape[0]), dets, self.pipe.model_version))
+        rows = []
+        for r in records:
+            if not r["detections"]:
+                rows.append([r["file"], "", r.get("result") or r.get("failure"), None, r["status"]])
+            for i, d in enumerate(r["detections"], start=1):
+                rows.append([r["file"], i, d["taxon"], d["probability"], r["status"]])
+        csv_path = Path(tempfile.mkdtemp(prefix="taxolens-")) / "taxolens_results.csv"
+        write_csv(records, csv_path)
+        return rows, str(csv_path)
+
+    def about_html(self, lang: str) -> str:
+        """What the models know, from their files."""
+        out = [f"<h2>{_esc(t(lang, 'models'))}</h2>"]
+        for model in (self.pipe.detector, self.pipe.classifier):
+            info = model.info
+            thresholds = (f"score {self.pipe.score_threshold}" if model is self.pipe.detector
+                          else f"probability {self.pipe.threshold}")
+            out.append(f"<h3>{_esc(info['kind'])}: {_esc(info['architecture'])}</h3><ul>"
+                       f"<li>{_esc(t(lang, 'classes'))}: {_esc(', '.join(info['class_names']))}</li>"
+                       f"<li>{_esc(t(lang, 'version'))}: {_esc(info['model_version'])} "
+                       f"(taxolens {_esc(info['taxolens_version'])})</li>"
+                       f"<li>{_esc(t(lang, 'metrics'))}: {_esc(info.get('metrics'))}</li>"
+                       f"<li>{_esc(t(lang, 'thresholds'))}: {_esc(thresholds)}</li></ul>")
+        return "".join(out)
+
+    def build(self) -> gr.Blocks:
+        """The interface."""
+        lang0 = "en"
+        with gr.Blocks(title="taxolens") as demo:
+            state = gr.State(None)
+            with gr.Row():
+                title = gr.Markdown(f"# {t(lang0, 'title')}")
+                language = gr.Radio(list(LANGUAGES), value="English", label=t(lang0, "language"),
+                                    elem_id="language")
+            with gr.Tabs(selected="identify"):
+                with gr.Tab(t(lang0, "tab_identify"), id="identify") as tab_identify:
+                    intro = gr.Markdown(t(lang0, "intro"))
+                    with gr.Row():
+                        with gr.Column():
+                            upload = gr.File(label=t(lang0, "upload"), file_count="single", type="filepath",
+                                             elem_id="upload")
+                            score = gr.Slider(0.05, 1.0, value=self.pipe.score_threshold, step=0.01,
+                                              label=t(lang0, "score"))
+                            threshold = gr.Slider(0.0, 1.0, value=self.pipe.threshold, step=0.01,
+                                                  label=t(lang0, "threshold"))
+                            button = gr.Button(t(lang0, "identify"), variant="primary", elem_id="identify")
+                            if self.examples:
+                                gr.Examples(self.examples, inputs=[upload], label=t(lang0, "examples"))
+                        with gr.Column():
+                            boxed = gr.Image(label=t(lang0, "result"), type="numpy", interactive=False,
+                                             elem_id="boxed")
+                            panel = gr.HTML(elem_id="cards")
+                with gr.Tab(t(lang0, "tab_batch"), id="batch") as tab_batch:
+                    files = gr.File(label=t(lang0, "batch_upload"), file_count="multiple", type="filepath")
+                    run_all = gr.Button(t(lang0, "batch_run"), variant="primary")
+                    table = gr.Dataframe(headers=["file", "#", "taxon", "probability", "status"], interactive=False)
+                    csv_file = gr.File(label=t(lang0, "batch_csv"))
+                with gr.Tab(t(lang0, "tab_home"), id="home") as tab_home:
+                    home = gr.Markdown(t(lang0, "home"))
+                with gr.Tab(t(lang0, "tab_about"), id="about") as tab_about:
+                    about = gr.HTML(self.about_html(lang0))
+            inputs = [upload, score, threshold, language]
+            outputs = [boxed, panel, state]
+            button.click(self.identify, inputs, outputs)
+            upload.upload(self.identify, inputs, outputs)
+            run_all.click(self.batch, [files, score, threshold], [table, csv_file])
+
+            def translate(language: str, current: dict | None):
+                lang = LANGUAGES.get(language, "en")
+                return (gr.Markdown(f"# {t(lang, 'title')}"), gr.Radio(label=t(lang, "language")),
+                        gr.Markdown(t(lang, "intro")), gr.File(label=t(lang, "upload")),
+                        gr.Slider(label=t(lang, "score")), gr.Slider(label=t(lang, "threshold")),
+                        gr.Button(t(lang, "identify")), gr.Image(label=t(lang, "result")),
+                        results_html(current, lang), gr.File(label=t(lang, "batch_upload")),
+                        gr.Button(t(lang, "batch_run")), gr.File(label=t(lang, "batch_csv")),
+                        gr.Markdown(t(lang, "home")), self.about_html(lang),
+                        gr.Tab(label=t(lang, "tab_identify")), gr.Tab(label=t(lang, "tab_batch")),
+                        gr.Tab(label=t(lang, "tab_home")), gr.Tab(label=t(lang, "tab_about")))
+
+            language.change(translate, [language, state],
+                            [title, language, intro, upload, score, threshold, button, boxed, panel, files, run_all,
+                             csv_file, home, about, tab_identify, tab_batch, tab_home, tab_about])
+        return demo
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """Options of ``taxolens app``."""
+    p = argparse.ArgumentParser(prog="taxolens app", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--detector", required=True)
+    p.add_argument("--classifier", required=True)
+    p.add_argument("--examples", nargs="*", default=[], help="example photos shown under the upload")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--score-threshold", type=float, default=None, help="initial detector score (default: model's)")
+    p.add_argument("--threshold", type=float, default=None, help="initial classifier threshold (default: model's)")
+    p.add_argument("--classify-whole-photo", action="store_true", help="classify the whole photo when none is boxed")
+    p.add_argument("--concurrency", type=int, default=2, help="photos processed at once; the rest wait in the queue")
+    p.add_argument("--max-file-size", default="25mb")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``taxolens app``."""
+    args = get_args_parser().parse_args(argv)
+    pipe = Pipeline.from_files(args.detector, args.classifier, device=args.device,
+                               score_threshold=args.score_threshold, threshold=args.threshold,
+                               classify_whole_photo=args.classify_whole_photo, min_score_threshold=0.05)
+    demo = TaxolensApp(pipe, args.examples).build()
+    demo.queue(default_concurrency_limit=args.concurrency, max_size=256)
+    demo.launch(server_name=args.host, server_port=args.port, css=CSS, max_file_size=args.max_file_size,
+                allowed_paths=[str(Path(e).resolve().parent) for e in args.examples], footer_links=["api"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -45,7 +45,8 @@ def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
         rel = p.relative_to(root).parts
         if any(part.startswith(".") for part in rel):
             continue
-        if p.is_file() and is_image_file(p):
+        # a dangling link is listed so that it is reported as unreadable rather than silently missed
+        if (p.is_file() or p.is_symlink()) and is_image_file(p):
             found.append(p)
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 

@@ -34,12 +34,15 @@ COMMANDS: dict[str, dict[str, str]] = {
         "evaluate": "detector.evaluate:main",
     },
 }
+# commands without a group
+TOP: dict[str, str] = {"run": "pipeline.run:main", "bench": "pipeline.bench:main", "app": "gradio_app:main",
+                       "demo": "pipeline.demo:main"}
 
 
 def _usage() -> str:
     lines = ["usage: taxolens <group> <command> [options]   (each command has --help)", ""]
-    for group, cmds in COMMANDS.items():
-        lines.append(f"  taxolens {group} {'|'.join(cmds)}" if group != "-" else "")
+    lines += [f"  taxolens {group} {'|'.join(cmds)}" for group, cmds in COMMANDS.items()]
+    lines += [f"  taxolens {name}" for name in TOP]
     return "\n".join(lines)
 
 
@@ -51,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0
+    if argv[0] in TOP:
+        return _call(argv[0], TOP[argv[0]], argv[1:])
     group = COMMANDS.get(argv[0])
     if group is None:
         print(f"taxolens: unknown command {argv[0]!r}\n{_usage()}", file=sys.stderr)
@@ -62,14 +67,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if target is None:
         print(f"taxolens {argv[0]}: unknown command {argv[1]!r}; choose one of {', '.join(group)}", file=sys.stderr)
         return 2
+    return _call(f"{argv[0]} {argv[1]}", target, argv[2:])
+
+
+def _call(name: str, target: str, argv: list[str]) -> int:
     module, func = target.split(":")
     from annotations.io import ImageReadError
     from annotations.modelfile import ModelFileError, WeightsError
 
     try:
-        result = getattr(importlib.import_module(module), func)(argv[2:])
+        result = getattr(importlib.import_module(module), func)(argv)
     except (ModelFileError, WeightsError, ImageReadError, FileNotFoundError, ValueError) as exc:
-        print(f"taxolens {argv[0]} {argv[1]}: error: {exc}", file=sys.stderr)
+        print(f"taxolens {name}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+
+from annotations.modelfile import save_model_file
+from classifier.models import Preprocessing, build_classifier
+from detector.models import IMAGENET_MEAN, IMAGENET_STD, build_detector
 
 SHARED_DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
 
@@ -74,3 +79,25 @@ def tiny_coco(tmp_path: Path) -> Path:
                            {"id": 2, "name": "bee", "supercategory": "organism"}]}
     (tmp_path / "tiny.json").write_text(json.dumps(coco))
     return tmp_path / "tiny.json"
+
+
+# Tiny release files built without training (random weights): fast, and enough to test the plumbing.
+CLASSES = ["Apis mellifera", "Formicidae", "Vespa velutina"]
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> tuple[Path, Path]:
+    """``(detector.pt, classifier.pt)``: a MobileNet Faster R-CNN at 96-128 px and a ResNet18 at 32 px."""
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    det = build_detector("fasterrcnn_mobilenet_v3_large_fpn", 1, "none", min_size=96, max_size=128)
+    save_model_file(root / "detector.pt", kind="detector", state_dict=det.state_dict(),
+                    meta={"architecture": "fasterrcnn_mobilenet_v3_large_fpn", "class_names": ["organism"],
+                          "class_agnostic": True, "min_size": 96, "max_size": 128, "mean": list(IMAGENET_MEAN),
+                          "std": list(IMAGENET_STD), "score_threshold": 0.0, "metrics": {}})
+    clf, _ = build_classifier("resnet18", len(CLASSES), "none")
+    save_model_file(root / "classifier.pt", kind="classifier", state_dict=clf.state_dict(),
+                    meta={"architecture": "resnet18", "class_names": CLASSES,
+                          "preprocessing": Preprocessing(input_size=32, resize_size=36).to_dict(), "threshold": 0.94,
+                          "class_thresholds": {}, "taxonomy": {}, "metrics": {}})
+    return root / "detector.pt", root / "classifier.pt"

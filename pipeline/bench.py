@@ -1,0 +1,181 @@
+"""``taxolens bench``: photos/s and peak memory of each stage and of the pipeline, against a naive baseline.
+
+Launch::
+
+    taxolens bench ../shared/data/bees-hornets/valid/images --detector D --classifier C --limit 60
+
+Every mode runs in a fresh process on the same photos, so each peak memory (VmHWM) is its own:
+
+- ``detector``: the detector alone, photos decoded by loader workers, batched, inference_mode.
+- ``classifier``: the classifier alone on the whole photos, batched.
+- ``pipeline``: the whole ``taxolens run`` path (workers, batches, fewer proposals, crops in one batch).
+- ``naive``: the same models one photo at a time, no workers, default settings (the model files'
+  1000 proposals, every box scored, one classifier call per crop, ``torch.no_grad``).
+
+The pipeline and the naive baseline must give the same results: same number of organisms per photo,
+same decisions, boxes within 1 px; the comparison is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _peak_rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # pragma: no cover - not Linux
+
+
+def _photos(folder: str, limit: int) -> list[Path]:
+    from annotations.io import list_images
+
+    photos = list_images(folder)[:limit] if limit else list_images(folder)
+    if not photos:
+        raise ValueError(f"{folder}: no photos")
+    return photos
+
+
+def _child(args: argparse.Namespace) -> dict:
+    """One mode, in this process; returns its figures."""
+    from annotations.crops import crop_box
+    from annotations.io import read_image
+    from classifier.predict import Classifier
+    from detector.predict import Detector
+    from pipeline.decision import decide
+    from pipeline.predictor import Pipeline
+    from pipeline.run import PhotoDataset, _as_list, run_folder
+
+    photos = _photos(args.folder, args.limit)
+    root = Path(args.folder)
+    files = [p.relative_to(root).as_posix() for p in photos]
+    records: list = []
+    start = time.perf_counter()
+    if args.mode == "naive":
+        det = Detector.from_file(args.detector, "cpu")
+        clf = Classifier.from_file(args.classifier, "cpu")
+        with torch.no_grad():
+            for p in photos:
+                image = read_image(p)
+                out = det.model([torch.from_numpy(image).permute(2, 0, 1).float() / 255])[0]
+                keep = out["scores"] >= det.score_threshold
+                dets = []
+                for box, score in zip(out["boxes"][keep].tolist(), out["scores"][keep].tolist()):
+                    xywh = [box[0], box[1], box[2] - box[0], box[3] - box[1]]
+                    crop = crop_box(image, xywh, clf.preprocessing.crop_padding)
+                    probs = clf.model(clf.preprocess(crop)[None]).softmax(1)[0].numpy()
+                    d = decide(probabilities=probs, class_names=clf.class_names, threshold=clf.threshold)
+                    dets.append({"box": xywh, "taxon": d["taxon"], "detector_score": score})
+                records.append(dets)
+    elif args.mode == "pipeline":
+        pipe = Pipeline.from_files(args.detector, args.classifier, device="cpu")
+        with tempfile.TemporaryDirectory() as tmp:
+            subset = Path(tmp) / "photos"
+            for f in files:  # the same photos, through the real folder run
+                (subset / f).parent.mkdir(parents=True, exist_ok=True)
+                (subset / f).symlink_to((root / f).resolve())
+            start = time.perf_counter()
+            result = run_folder(pipe, subset, Path(tmp) / "out", batch_size=args.batch_size, workers=args.workers)
+        records = [r["detections"] for r in result["images"]]
+    elif args.mode in ("detector", "classifier"):
+        det = Detector.from_file(args.detector, "cpu")
+        clf = Classifier.from_file(args.classifier, "cpu")
+        ds = PhotoDataset(root, files, det.info["min_size"], det.info["max_size"], 10**9)
+        loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers,
+                                             collate_fn=_as_list)
+        with torch.inference_mode():
+            for batch in loader:
+                if args.mode == "detector":
+                    det.batch_predict_tensors([b["input"][0] for b in batch])
+                else:
+                    clf.batch_predict([b["image"] for b in batch])
+    seconds = time.perf_counter() - start
+    return {"mode": args.mode, "photos": len(photos), "seconds": round(seconds, 2),
+            "photos_per_second": round(len(photos) / seconds, 3), "peak_memory_mb": round(_peak_rss_mb(), 1),
+            "threads": torch.get_num_threads(), "records": records}
+
+
+def _same(a: list[list[dict]], b: list[list[dict]]) -> dict:
+    """How far two runs' results are apart."""
+    count_diff = sum(len(x) != len(y) for x, y in zip(a, b))
+    taxon_diff = box_diff = 0
+    worst = 0.0
+    for x, y in zip(a, b):
+        if len(x) != len(y):
+            continue
+        for dx, dy in zip(sorted(x, key=lambda d: -d["detector_score"]), sorted(y, key=lambda d: -d["detector_score"])):
+            taxon_diff += dx["taxon"] != dy["taxon"]
+            err = float(np.max(np.abs(np.array(dx["box"]) - np.array(dy["box"]))))
+            worst = max(worst, err)
+            box_diff += err > 1.0
+    return {"photos_with_other_count": count_diff, "other_taxon": taxon_diff, "boxes_off_by_more_than_1px": box_diff,
+            "largest_box_difference_px": round(worst, 2),
+            "same": count_diff == 0 and taxon_diff == 0 and box_diff == 0}
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """Options of ``taxolens bench``."""
+    p = argparse.ArgumentParser(prog="taxolens bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folder")
+    p.add_argument("--detector", required=True)
+    p.add_argument("--classifier", required=True)
+    p.add_argument("--limit", type=int, default=60, help="photos (0: all)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--modes", nargs="+", default=["naive", "detector", "classifier", "pipeline"])
+    p.add_argument("--json", default=None, help="also write the figures here")
+    p.add_argument("--mode", default=None, help=argparse.SUPPRESS)  # internal: run one mode in this process
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``taxolens bench``."""
+    args = get_args_parser().parse_args(argv)
+    if args.mode:
+        print("BENCH " + json.dumps(_child(args)))
+        return 0
+    _photos(args.folder, args.limit)
+    rows = {}
+    for mode in args.modes:
+        cmd = [sys.executable, "-m", "pipeline.bench", args.folder, "--detector", args.detector, "--classifier",
+               args.classifier, "--limit", str(args.limit), "--batch-size", str(args.batch_size), "--workers",
+               str(args.workers), "--mode", mode]
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH ")), None)
+        if proc.returncode or line is None:
+            raise RuntimeError(f"bench mode {mode} failed:\n{proc.stderr[-2000:]}")
+        rows[mode] = json.loads(line[6:])
+        r = rows[mode]
+        print(f"{mode:>10}: {r['photos_per_second']:7.2f} photos/s  peak {r['peak_memory_mb']:7.0f} MB  "
+              f"({r['photos']} photos in {r['seconds']} s, {r['threads']} threads)", flush=True)
+    report = {"device": "cpu", "cores": os.cpu_count(), "rows": {m: {k: v for k, v in r.items() if k != "records"}
+                                                                  for m, r in rows.items()}}
+    if "naive" in rows and "pipeline" in rows:
+        report["speedup_pipeline_vs_naive"] = round(rows["pipeline"]["photos_per_second"] /
+                                                    rows["naive"]["photos_per_second"], 2)
+        report["same_results"] = _same(rows["naive"]["records"], rows["pipeline"]["records"])
+        print(f"pipeline vs naive: {report['speedup_pipeline_vs_naive']}x; results: {report['same_results']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Photos with their boxes and labels drawn, for ``--save-annotated`` and the web app."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from pipeline.decision import UNCERTAIN
+
+ACCEPTED_COLOUR = (46, 204, 64)
+UNCERTAIN_COLOUR = (255, 165, 0)
+
+
+def label_of(detection: dict) -> str:
+    """``taxon 0.97``, or ``uncertain (best guess 0.71)``."""
+    if detection["taxon"] == UNCERTAIN:
+        best = detection["top"][0]
+        return f"uncertain ({best['taxon']} {best['probability']:.2f})"
+    return f"{detection['taxon']} {detection['probability']:.2f}"
+
+
+def draw_detections(image: np.ndarray, detections: list[dict], labels: list[str] | None = None) -> np.ndarray:
+    """A copy of ``image`` with each detection's box and label (numbered from 1)."""
+    canvas = Image.fromarray(image)
+    draw = ImageDraw.Draw(canvas)
+    width = max(2, round(max(canvas.size) / 300))
+    try:
+        font = ImageFont.load_default(size=max(12, round(max(canvas.size) / 45)))
+    except TypeError:  # pragma: no cover - Pillow < 10.1
+        font = ImageFont.load_default()
+    for i, d in enumerate(detections):
+        x, y, w, h = d["box"]
+        colour = ACCEPTED_COLOUR if d["accepted"] else UNCERTAIN_COLOUR
+        draw.rectangle([x, y, x + w, y + h], outline=colour, width=width)
+        text = f"{i + 1}. {labels[i] if labels else label_of(d)}"
+        tx, ty = x + width, y - font.size - 6
+        if ty < 0:  # no room above the box: write inside it
+            ty = y + width
+        bbox = draw.textbbox((tx, ty), text, font=font)
+        draw.rectangle([bbox[0] - 2, bbox[1] - 2, bbox[2] + 2, bbox[3] + 2], fill=colour)
+        draw.text((tx, ty), text, fill=(0, 0, 0), font=font)
+    return np.asarray(canvas)
