@@ -176,7 +176,7 @@ def stats_main(argv: Sequence[str] | None = None) -> int:
 
 
 def export_crops(coco_path: str | Path, out: str | Path, padding: float = DEFAULT_PADDING,
-                 class_agnostic: bool = False) -> dict:
+                 class_agnostic: bool = False, rename: dict[str, str] | None = None) -> dict:
     """Cut every box out with ``padding`` into ``out/<class>/`` through the pipeline's crop function.
 
     ``out/crops.json`` records the padding, which ``classifier train`` stores in the model file so
@@ -185,7 +185,7 @@ def export_crops(coco_path: str | Path, out: str | Path, padding: float = DEFAUL
     coco = load_coco(coco_path)
     if class_agnostic:
         coco = make_class_agnostic(coco)
-    names = {c["id"]: c["name"] for c in coco["categories"]}
+    names = {c["id"]: (rename or {}).get(c["name"], c["name"]) for c in coco["categories"]}
     by_image: dict[int, list[dict]] = {}
     for a in coco["annotations"]:
         by_image.setdefault(a["image_id"], []).append(a)
@@ -220,8 +220,14 @@ def crops_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--padding", type=float, default=DEFAULT_PADDING, help="share of box size added on each side")
     p.add_argument("--class-agnostic", action="store_true")
+    p.add_argument("--rename", nargs="*", default=[], metavar="OLD=NEW",
+                   help="class folder names, e.g. Bees='Apis mellifera' Hornets=Vespa")
     args = p.parse_args(argv)
-    m = export_crops(args.coco, args.out, args.padding, args.class_agnostic)
+    try:
+        rename = dict(r.split("=", 1) for r in args.rename)
+    except ValueError:
+        p.error("--rename takes OLD=NEW pairs")
+    m = export_crops(args.coco, args.out, args.padding, args.class_agnostic, rename)
     print(json.dumps({k: m[k] for k in ("padding", "crops_per_class")}) + f"; {len(m['failures'])} failure(s)")
     return 0
 

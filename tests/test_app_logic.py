@@ -1,0 +1,67 @@
+"""The app's callbacks without a browser: messages, batch table and CSV, About page."""
+
+import csv
+
+import numpy as np
+from PIL import Image
+
+from gradio_app import TaxolensApp, card_html, results_html
+from pipeline.predictor import Pipeline
+from tests.conftest import make_scene
+
+
+def _app(tiny_models, **kw):
+    det, clf = tiny_models
+    pipe = Pipeline.from_files(det, clf, device="cpu", score_threshold=1.0, threshold=0.3, classify_whole_photo=True,
+                               min_score_threshold=0.05, **kw)
+    return TaxolensApp(pipe, max_pixels=1_000_000)
+
+
+def test_identify_messages(tiny_models, tmp_path):
+    app = _app(tiny_models)
+    image, panel, state = app.identify(None, 1.0, 0.3, "English")
+    assert image is None and "Choose a photo first" in panel
+    (tmp_path / "x.txt").write_text("hello")
+    image, panel, state = app.identify(str(tmp_path / "x.txt"), 1.0, 0.3, "Español")
+    assert image is None and "no se puede usar como foto" in panel and "x.txt" in panel
+    Image.new("RGB", (2000, 1000)).save(tmp_path / "big.png")
+    _, panel, _ = app.identify(str(tmp_path / "big.png"), 1.0, 0.3, "English")
+    assert "too large" in panel
+    photo = make_scene(tmp_path / "p.jpg", [(10, 10, 30, 30)])
+    image, panel, state = app.identify(str(photo), 1.0, 0.3, "Galego")
+    assert image.shape == (80, 96, 3) and len(state["detections"]) == 1 and "Liñaxe" in panel
+
+
+def test_uncertain_card_shows_three_guesses_and_unknown_taxon_gets_plain_card():
+    d = {"taxon": "uncertain", "probability": 0.5, "accepted": False, "threshold": 0.94, "source": "detector",
+         "top": [{"taxon": "Vespa velutina", "probability": 0.5}, {"taxon": "Apis mellifera", "probability": 0.3},
+                 {"taxon": "Bombus", "probability": 0.2}]}
+    html = card_html(d, 1, "en")
+    assert "not sure" in html and html.count("<li>") == 3 and "Asian hornet" in html
+    known = card_html({**d, "taxon": "Vespa velutina", "accepted": True}, 1, "es")
+    assert "INVASORA en Galicia" in known and "012" in known
+    plain = card_html({**d, "taxon": "Bombus", "accepted": True}, 2, "gl")
+    assert "Aínda non hai ficha" in plain
+    assert "No organism found" in results_html({"detections": []}, "en")
+
+
+def test_batch_table_and_csv(tiny_models, tmp_path):
+    app = _app(tiny_models)
+    photos = [str(make_scene(tmp_path / f"p{i}.jpg", [(5, 5, 20, 20)], seed=i)) for i in range(2)]
+    (tmp_path / "bad.jpg").write_bytes(b"")
+    rows, csv_path = app.batch([*photos, str(tmp_path / "bad.jpg")], 1.0, 0.3)
+    assert [r[0] for r in rows] == ["p0.jpg", "p1.jpg", "bad.jpg"] and rows[2][-1] == "failed"
+    with open(csv_path) as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == 3 and table[2]["failure"] == "empty file (0 bytes)"
+    about = app.about_html("en")
+    assert "Apis mellifera" in about and "resnet18" in about and "probability 0.3" in about
+
+
+def test_boxes_drawn_on_a_copy(tiny_models):
+    from pipeline.render import draw_detections
+
+    image = np.zeros((50, 60, 3), np.uint8)
+    d = {"box": [5, 5, 20, 20], "accepted": True, "taxon": "Formicidae", "probability": 0.97, "top": []}
+    out = draw_detections(image, [d])
+    assert out.shape == image.shape and out.any() and not image.any()
