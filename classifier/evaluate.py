@@ -159,14 +159,14 @@ def write_evaluation(result: dict, class_names: list[str], out_dir: str | Path, 
     _plot_sweep(result, out / "sweep.png")
 
 
-def evaluate_model_file(model: str | Path, items: list[tuple[str, int]], out_dir: str | Path,
+def evaluate_model_file(model: str | Path | Classifier, items: list[tuple[str, int]], out_dir: str | Path,
                         threshold: float | None = None, device: str = "auto", workers: int = 0) -> dict:
-    """Evaluate a release file on ``(path, label)`` items and write the report; returns the result."""
-    clf = Classifier.from_file(model, device)
+    """Evaluate a release file (or a loaded classifier) on ``(path, label)`` items and write the report."""
+    clf = model if isinstance(model, Classifier) else Classifier.from_file(model, device)
     thr = clf.threshold if threshold is None else threshold
     probs, labels = predict_items(clf, items, workers=workers)
     result = evaluate_probabilities(probs, labels, clf.class_names, thr)
-    title = f"Evaluation of {Path(model).name} ({clf.info['model_version']})"
+    title = f"Evaluation of {Path(clf.info['path']).name} ({clf.info['model_version']})"
     write_evaluation(result, clf.class_names, out_dir, title)
     return result
 
@@ -188,15 +188,16 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> dict:
     """Entry point of ``taxolens classifier evaluate``."""
     args = get_args_parser().parse_args(argv)
-    clf_info = Classifier.from_file(args.model, "cpu").info
-    split = clf_info.get("training_data", {}).get("split_settings", {})
+    clf = Classifier.from_file(args.model, args.device)
+    split = clf.info.get("training_data", {}).get("split_settings", {})
     data = load_class_data(args.data, **split)
-    order = {n: i for i, n in enumerate(clf_info["class_names"])}
+    order = {n: i for i, n in enumerate(clf.class_names)}
     missing = [n for n in data.class_names if n not in order]
     if missing:
-        raise SystemExit(f"{args.data}: class folder(s) the model does not know: {', '.join(missing)}")
+        raise ValueError(f"{args.data}: class folder(s) the model does not know: {', '.join(missing)}")
+    # the model's class order, whatever order the folders sort in
     items = [(p, order[data.class_names[c]]) for p, c in data.val]
-    result = evaluate_model_file(args.model, items, args.out, args.threshold, args.device, args.workers)
+    result = evaluate_model_file(clf, items, args.out, args.threshold, workers=args.workers)
     print(json.dumps({"accuracy": result["all"]["accuracy"], "kappa": result["all"]["kappa"],
                       "thresholded": {k: result["thresholded"][k] for k in ("threshold", "accuracy", "kappa", "kept")},
                       "report": str(Path(args.out) / "report.md")}, indent=2))

@@ -260,9 +260,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if data.val and not args.no_eval:
         from classifier.evaluate import evaluate_model_file
 
-        order = {n: i for i, n in enumerate(data.class_names)}
-        items = [(p, order[data.class_names[c]]) for p, c in data.val]
-        result = evaluate_model_file(out / "model.pt", items, out / "eval", args.threshold, str(device), args.workers)
+        result = evaluate_model_file(out / "model.pt", data.val, out / "eval", args.threshold, str(device),
+                                     args.workers)
         summary["eval"] = {"accuracy": result["all"]["accuracy"], "kappa": result["all"]["kappa"],
                            "thresholded": {k: result["thresholded"][k]
                                            for k in ("threshold", "accuracy", "kappa", "kept")}}

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torchvision.models import detection
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import FasterRCNN, FastRCNNPredictor
+from torchvision.models.detection.faster_rcnn import FasterRCNN, FastRCNNPredictor, TwoMLPHead
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
@@ -43,7 +43,8 @@ class TimmFPNBackbone(nn.Module):
         return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(self.body(x))))
 
 
-def _efficientnet_lite0_fpn(num_classes: int, pretrained: bool, trainable_blocks: int, **kwargs) -> FasterRCNN:
+def _efficientnet_lite0_fpn(num_classes: int, pretrained: bool, trainable_blocks: int, head_size: int,
+                            **kwargs) -> FasterRCNN:
     import timm
     from timm.layers import freeze_batch_norm_2d
 
@@ -61,8 +62,11 @@ def _efficientnet_lite0_fpn(num_classes: int, pretrained: bool, trainable_blocks
     # two sizes per level, from 16 px: insects are often small in the frame
     anchors = AnchorGenerator(sizes=((16, 24), (32, 48), (64, 96), (128, 256)), aspect_ratios=((0.5, 1.0, 2.0),) * 4)
     roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2"], output_size=7, sampling_ratio=2)
-    return FasterRCNN(TimmFPNBackbone(body), num_classes=num_classes, rpn_anchor_generator=anchors,
-                      box_roi_pool=roi_pool, **kwargs)
+    backbone = TimmFPNBackbone(body)
+    # the box head is most of the cost on a CPU: its width is a setting of this architecture
+    box_head = TwoMLPHead(backbone.out_channels * 7 * 7, head_size)
+    return FasterRCNN(backbone, num_classes=None, rpn_anchor_generator=anchors, box_roi_pool=roi_pool,
+                      box_head=box_head, box_predictor=FastRCNNPredictor(head_size, num_classes), **kwargs)
 
 
 def normalization(arch: str, weights: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -74,7 +78,8 @@ def normalization(arch: str, weights: str) -> tuple[tuple[float, ...], tuple[flo
 
 def build_detector(arch: str, num_classes: int, weights: str = "imagenet", *, min_size: int = 800,
                    max_size: int = 1333, trainable_layers: int = 3, mean: tuple[float, ...] | None = None,
-                   std: tuple[float, ...] | None = None) -> FasterRCNN:
+                   std: tuple[float, ...] | None = None, head_size: int = 1024,
+                   rois_per_image: int = 512) -> FasterRCNN:
     """Build a Faster R-CNN for ``num_classes`` organism classes (background is added here).
 
     Args:
@@ -88,16 +93,20 @@ def build_detector(arch: str, num_classes: int, weights: str = "imagenet", *, mi
         trainable_layers: backbone stages left trainable.
         mean: pixel mean (default: what the backbone's weights expect).
         std: pixel std.
+        head_size: width of the box head (EfficientNet-Lite0 detector only; torchvision's use 1024).
+        rois_per_image: region proposals sampled per photo to train the box head.
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown detector architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     default_mean, default_std = normalization(arch, weights)
     kwargs = {"min_size": min_size, "max_size": max_size, "image_mean": list(mean or default_mean),
-              "image_std": list(std or default_std), "box_score_thresh": 0.001, "box_detections_per_img": 100}
+              "image_std": list(std or default_std), "box_score_thresh": 0.001, "box_detections_per_img": 100,
+              "box_batch_size_per_image": rois_per_image}
     if arch == "fasterrcnn_efficientnet_lite0_fpn":
         if weights == "coco":
             raise WeightsError("no COCO weights exist for fasterrcnn_efficientnet_lite0_fpn; use --weights imagenet")
-        model = _efficientnet_lite0_fpn(num_classes + 1, weights == "imagenet", trainable_layers + 2, **kwargs)
+        model = _efficientnet_lite0_fpn(num_classes + 1, weights == "imagenet", trainable_layers + 2, head_size,
+                                        **kwargs)
     else:
         builder = getattr(detection, arch)
         if weights in ("coco", "imagenet"):

@@ -36,7 +36,8 @@ class Detector:
         mf = load_model_file(path, "detector")
         dev = pick_device(device) if isinstance(device, str) else device
         model = build_detector(mf["architecture"], len(mf["class_names"]), "none", min_size=mf["min_size"],
-                               max_size=mf["max_size"], mean=tuple(mf["mean"]), std=tuple(mf["std"]))
+                               max_size=mf["max_size"], mean=tuple(mf["mean"]), std=tuple(mf["std"]),
+                               head_size=mf.get("head_size", 1024))
         model.load_state_dict(mf["state_dict"])
         model.eval().to(dev)
         info = {k: v for k, v in mf.items() if k != "state_dict"}

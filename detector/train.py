@@ -58,6 +58,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-size", type=int, default=800, help="shorter side inside the model")
     p.add_argument("--max-size", type=int, default=1333, help="longer side inside the model, at most")
     p.add_argument("--trainable-layers", type=int, default=3, help="backbone stages trained")
+    p.add_argument("--head-size", type=int, default=1024, help="box head width (efficientnet_lite0 detector only)")
+    p.add_argument("--rois-per-image", type=int, default=512, help="proposals sampled per photo for the box head")
     p.add_argument("--score-threshold", type=float, default=0.5, help="stored in the model file for the pipeline")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
@@ -128,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     class_names = dataset.class_names
     mean, std = normalization(args.arch, args.weights)
     model = build_detector(args.arch, len(class_names), args.weights, min_size=args.min_size,
-                           max_size=args.max_size, trainable_layers=args.trainable_layers)
+                           max_size=args.max_size, trainable_layers=args.trainable_layers, head_size=args.head_size,
+                           rois_per_image=args.rois_per_image)
     model.to(device)
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
                         collate_fn=collate, worker_init_fn=seed_worker, pin_memory=device.type == "cuda")
@@ -169,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     n_boxes = len(coco["annotations"])
     meta = {"architecture": args.arch, "class_names": class_names, "class_agnostic": args.class_agnostic,
             "min_size": args.min_size, "max_size": args.max_size, "mean": list(mean), "std": list(std),
+            "head_size": args.head_size,
             "score_threshold": args.score_threshold, "metrics": {},
             "training": {"weights": args.weights, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
                          "augment": args.augment, "device": str(device), "seed": args.seed,

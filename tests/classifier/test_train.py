@@ -49,6 +49,14 @@ def test_release_file_round_trips_with_weights_only(tiny_classes, tmp_path):
     for name in ("report.md", "report.json", "confusion_all.csv", "confusion_all.png",
                  "confusion_thresholded.csv", "confusion_thresholded.png", "sweep.csv", "sweep.png"):
         assert (tmp_path / "run" / "eval" / name).is_file(), name
+    # evaluate again from the file alone: the same validation split, recorded in the model file
+    from classifier import evaluate
+
+    again = evaluate.main(["--model", str(path), "--data", str(tiny_classes), "--out", str(tmp_path / "ev"),
+                           "--workers", "0", "--threshold", "0.5"])
+    first = json.loads((tmp_path / "run" / "eval" / "report.json").read_text())
+    assert again["all"]["confusion_matrix"] == first["all"]["confusion_matrix"]
+    assert again["thresholded"]["threshold"] == 0.5
     with pytest.raises(ModelFileError, match="detector model file is needed"):
         load_model_file(path, "detector")
     tampered = dict(raw)
