@@ -108,3 +108,26 @@ def load_model_file(path: str | os.PathLike, kind: str) -> dict[str, Any]:
 def describe(model_file: dict[str, Any]) -> dict[str, Any]:
     """A model file's header without the weights, for reports and the About page."""
     return {k: v for k, v in model_file.items() if k != "state_dict"}
+
+
+def resume_training(path: Path, *, arch: str, class_names: list[str], device: torch.device,
+                    model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler,
+                    scaler: torch.amp.GradScaler | None = None) -> dict | None:
+    """Restore a run from its checkpoint, if there is one; returns the checkpoint (for its history).
+
+    A checkpoint of another architecture or other classes stops the run with a message, rather than
+    silently training over it.
+    """
+    if not path.is_file():
+        return None
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    if ckpt["arch"] != arch or ckpt["class_names"] != class_names:
+        raise SystemExit(f"{path}: belongs to another run ({ckpt['arch']}, classes {ckpt['class_names']}); "
+                         "use another --out or delete it")
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    if scaler is not None and ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
+    return ckpt

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from annotations.config import add_config_arg, parse_with_config, write_resolved
 from annotations.io import atomic_torch_save, atomic_write_json
-from annotations.modelfile import save_model_file
+from annotations.modelfile import resume_training, save_model_file
 from annotations.runtime import pick_device, seed_everything, seed_worker
 from classifier.data import ClassData, FolderDataset, build_transform, load_class_data, write_report
 from classifier.metrics import summarize
@@ -194,16 +194,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     ckpt_path = out / "checkpoint.pt"
     start_epoch, history, best = 0, [], {"accuracy": -1.0, "epoch": -1}
     best_state = copy.deepcopy(model.state_dict())
-    if ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        if ckpt["arch"] != args.arch or ckpt["class_names"] != data.class_names:
-            raise SystemExit(f"{ckpt_path}: belongs to another run ({ckpt['arch']}, classes {ckpt['class_names']}); "
-                             "use another --out or delete it")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
+    ckpt = resume_training(ckpt_path, arch=args.arch, class_names=data.class_names, device=device, model=model,
+                           optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+    if ckpt is not None:
         start_epoch, history, best, best_state = ckpt["epoch"], ckpt["history"], ckpt["best"], ckpt["best_state"]
         LOGGER.info("resuming %s after epoch %d of %d", ckpt_path, start_epoch, args.epochs)
 

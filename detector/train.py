@@ -28,7 +28,7 @@ from tqdm import tqdm
 from annotations.coco import load_coco
 from annotations.config import add_config_arg, parse_with_config, write_resolved
 from annotations.io import atomic_torch_save, atomic_write_json
-from annotations.modelfile import save_model_file
+from annotations.modelfile import resume_training, save_model_file
 from annotations.runtime import pick_device, seed_everything, seed_worker
 from detector.data import PRESETS, CocoDetectionDataset, build_augmentation, collate
 from detector.models import ARCHITECTURES, build_detector, normalization
@@ -53,6 +53,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.02)
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--clip-grad", type=float, default=10.0, help="gradient norm clipping (0: off)")
     p.add_argument("--warmup-iters", type=int, default=200, help="linear learning-rate warm-up in the first epoch")
     p.add_argument("--lr-steps", type=int, nargs="*", default=None, help="epochs at which lr x 0.1 (default: 75%%)")
     p.add_argument("--min-size", type=int, default=800, help="shorter side inside the model")
@@ -71,7 +72,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
                     device: torch.device, epoch: int, scaler: torch.amp.GradScaler | None, warmup_iters: int,
-                    max_steps: int = 0) -> dict:
+                    max_steps: int = 0, clip_grad: float = 0.0) -> dict:
     """One pass over the training photos; warm-up in the first epoch. Returns mean losses and timings."""
     model.train()
     warmup = None
@@ -96,10 +97,15 @@ def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, lo
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if clip_grad:
+            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], clip_grad)
+        if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
         else:
-            loss.backward()
             optimizer.step()
         if warmup is not None:
             warmup.step()
@@ -144,14 +150,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     ckpt_path = out / "checkpoint.pt"
     start_epoch, history = 0, []
-    if ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        if ckpt["arch"] != args.arch or ckpt["class_names"] != class_names:
-            raise SystemExit(f"{ckpt_path}: belongs to another run ({ckpt['arch']}, {ckpt['class_names']}); "
-                             "use another --out or delete it")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
+    ckpt = resume_training(ckpt_path, arch=args.arch, class_names=class_names, device=device, model=model,
+                           optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+    if ckpt is not None:
         start_epoch, history = ckpt["epoch"], ckpt["history"]
         LOGGER.info("resuming %s after epoch %d of %d", ckpt_path, start_epoch, args.epochs)
 
@@ -159,14 +160,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
         seed_everything(args.seed * 1000 + epoch)
         dataset.transform.set_random_seed(args.seed * 1000 + epoch)
         row = train_one_epoch(model, optimizer, loader, device, epoch, scaler, args.warmup_iters,
-                              args.max_steps_per_epoch)
+                              args.max_steps_per_epoch, args.clip_grad)
         scheduler.step()
         history.append({"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], **row})
         LOGGER.info("epoch %d/%d: loss %.4f, %.2f it/s, %.2f images/s (%.0f s)", epoch + 1, args.epochs,
                     row["loss"], row["iterations_per_second"] or 0, row["images_per_second"] or 0, row["seconds"])
         atomic_torch_save({"arch": args.arch, "class_names": class_names, "epoch": epoch + 1,
                            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                           "scheduler": scheduler.state_dict(), "history": history}, ckpt_path)
+                           "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
+                           "history": history}, ckpt_path)
         atomic_write_json(out / "history.json", history)
 
     n_boxes = len(coco["annotations"])
