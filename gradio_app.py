@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import math
 import tempfile
 from collections.abc import Sequence
 from functools import lru_cache
@@ -70,7 +71,7 @@ def card_html(detection: dict, number: int, lang: str) -> str:
         for g in detection["top"]:
             card = species_card(g["taxon"], lang)
             parts.append(f"<li><i>{_esc(card['scientific_name'])}</i> ({_esc(card['name'])}): "
-                         f"{g['probability']:.2f}{_bar(g['probability'], False)}</li>")
+                         f"{math.floor(g['probability'] * 100) / 100:.2f}{_bar(g['probability'], False)}</li>")
         parts.append("</ol>")
     else:
         card = species_card(detection["taxon"], lang)
@@ -207,9 +208,9 @@ class TaxolensApp:
                     about = gr.HTML(self.about_html(lang0))
             inputs = [upload, score, threshold, language]
             outputs = [boxed, panel, state]
-            button.click(self.identify, inputs, outputs)
-            upload.upload(self.identify, inputs, outputs)
-            run_all.click(self.batch, [files, score, threshold], [table, csv_file])
+            button.click(self.identify, inputs, outputs, api_name="identify")
+            upload.upload(self.identify, inputs, outputs, api_name="identify_on_upload")
+            run_all.click(self.batch, [files, score, threshold], [table, csv_file], api_name="batch")
 
             def translate(language: str, current: dict | None):
                 lang = LANGUAGES.get(language, "en")

@@ -8,7 +8,8 @@ Every mode runs in a fresh process on the same photos, so each peak memory (VmHW
 
 - ``detector``: the detector alone, photos decoded by loader workers, batched, inference_mode.
 - ``classifier``: the classifier alone on the whole photos, batched.
-- ``pipeline``: the whole ``taxolens run`` path (workers, batches, fewer proposals, crops in one batch).
+- ``pipeline``: the whole ``taxolens run`` path (workers, batches, crops in one batch); ``--proposals``
+  passes a cap on region proposals to it.
 - ``naive``: the same models one photo at a time, no workers, default settings (the model files'
   1000 proposals, every box scored, one classifier call per crop, ``torch.no_grad``).
 
@@ -83,7 +84,7 @@ def _child(args: argparse.Namespace) -> dict:
                     dets.append({"box": xywh, "taxon": d["taxon"], "detector_score": score})
                 records.append(dets)
     elif args.mode == "pipeline":
-        pipe = Pipeline.from_files(args.detector, args.classifier, device="cpu")
+        pipe = Pipeline.from_files(args.detector, args.classifier, device="cpu", proposals=args.proposals)
         with tempfile.TemporaryDirectory() as tmp:
             subset = Path(tmp) / "photos"
             for f in files:  # the same photos, through the real folder run
@@ -138,6 +139,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=60, help="photos (0: all)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--proposals", type=int, default=0, help="cap on region proposals in the pipeline mode")
     p.add_argument("--modes", nargs="+", default=["naive", "detector", "classifier", "pipeline"])
     p.add_argument("--json", default=None, help="also write the figures here")
     p.add_argument("--mode", default=None, help=argparse.SUPPRESS)  # internal: run one mode in this process
@@ -155,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for mode in args.modes:
         cmd = [sys.executable, "-m", "pipeline.bench", args.folder, "--detector", args.detector, "--classifier",
                args.classifier, "--limit", str(args.limit), "--batch-size", str(args.batch_size), "--workers",
-               str(args.workers), "--mode", mode]
+               str(args.workers), "--proposals", str(args.proposals), "--mode", mode]
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH ")), None)

@@ -35,8 +35,8 @@ COMMANDS: dict[str, dict[str, str]] = {
     },
 }
 # commands without a group
-TOP: dict[str, str] = {"run": "pipeline.run:main", "bench": "pipeline.bench:main", "app": "gradio_app:main",
-                       "demo": "pipeline.demo:main"}
+TOP: dict[str, str] = {"run": "pipeline.run:main", "bench": "pipeline.bench:main",
+                       "bench-app": "pipeline.app_load:main", "app": "gradio_app:main", "demo": "pipeline.demo:main"}
 
 
 def _usage() -> str:

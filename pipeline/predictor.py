@@ -46,14 +46,14 @@ class Pipeline:
     score_threshold: float
     threshold: float
     classify_whole_photo: bool = False
-    proposals: int = 300
+    proposals: int = 0
     min_score_threshold: float | None = None
     settings: dict = field(default_factory=dict)
 
     @classmethod
     def from_files(cls, detector: str | os.PathLike, classifier: str | os.PathLike, *, device: str = "auto",
                    score_threshold: float | None = None, threshold: float | None = None,
-                   classify_whole_photo: bool = False, proposals: int = 300,
+                   classify_whole_photo: bool = False, proposals: int = 0,
                    min_score_threshold: float | None = None) -> Pipeline:
         """Load both release files; thresholds default to the ones the model files carry."""
         dev = pick_device(device)
@@ -68,10 +68,10 @@ class Pipeline:
     def configure(self) -> None:
         """Speed settings that leave every reported box unchanged.
 
-        Only boxes at or above the score threshold are reported, so the detector may drop the rest
-        itself (down to ``min_score_threshold`` where a caller such as the web app lowers the score per
-        call), and keep fewer region proposals (``proposals``; torchvision's default of 1000 is for
-        COCO's crowded scenes).
+        Only boxes at or above the score threshold are reported, so the detector drops the rest itself
+        (down to ``min_score_threshold`` where a caller such as the web app lowers the score per call): the
+        same boxes, less work. ``proposals`` (0: the model's 1000) caps the region proposals per photo;
+        fewer is faster but not the same: at 300, crowded photos lose organisms (see BENCHMARKS.md).
         """
         rpn, heads = self.detector.model.rpn, self.detector.model.roi_heads
         if self.proposals:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -11,12 +13,17 @@ ACCEPTED_COLOUR = (46, 204, 64)
 UNCERTAIN_COLOUR = (255, 165, 0)
 
 
+def _two_decimals(p: float) -> str:
+    # rounded down: 0.9396 printed as 0.94 beside "uncertain" would contradict the 0.94 threshold
+    return f"{math.floor(p * 100) / 100:.2f}"
+
+
 def label_of(detection: dict) -> str:
     """``taxon 0.97``, or ``uncertain (best guess 0.71)``."""
     if detection["taxon"] == UNCERTAIN:
         best = detection["top"][0]
-        return f"uncertain ({best['taxon']} {best['probability']:.2f})"
-    return f"{detection['taxon']} {detection['probability']:.2f}"
+        return f"uncertain ({best['taxon']} {_two_decimals(best['probability'])})"
+    return f"{detection['taxon']} {_two_decimals(detection['probability'])}"
 
 
 def draw_detections(image: np.ndarray, detections: list[dict], labels: list[str] | None = None) -> np.ndarray:

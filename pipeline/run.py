@@ -229,9 +229,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="where no organism is found, classify the whole photo (marked source=whole_photo)")
     p.add_argument("--strict", action="store_true", help="exit 1 if any photo failed")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=1, help="photos per detector batch (1 on a CPU, 8 on a GPU)")
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--proposals", type=int, default=300)
+    p.add_argument("--proposals", type=int, default=0,
+                   help="region proposals per photo (0: the model's 1000); fewer is faster but misses organisms "
+                        "in crowded photos")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: one per core)")
     return p
