@@ -29,7 +29,6 @@ from annotations.coco import (
     import_annotations,
     load_coco,
     make_class_agnostic,
-    problems_as_dicts,
     problems_summary,
     save_subset,
 )
@@ -230,8 +229,3 @@ def crops_main(argv: Sequence[str] | None = None) -> int:
     m = export_crops(args.coco, args.out, args.padding, args.class_agnostic, rename)
     print(json.dumps({k: m[k] for k in ("padding", "crops_per_class")}) + f"; {len(m['failures'])} failure(s)")
     return 0
-
-
-def problems_json(problems: list[Problem]) -> str:
-    """Problems as JSON text."""
-    return json.dumps(problems_as_dicts(problems), indent=2)

@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -180,8 +180,3 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
                 yield json.loads(line)
             except json.JSONDecodeError:
                 continue
-
-
-def write_lines(path: str | os.PathLike, lines: Iterable[str]) -> None:
-    """Atomically write lines of text."""
-    atomic_write_text(path, "".join(f"{line}\n" for line in lines))

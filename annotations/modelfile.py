@@ -105,10 +105,6 @@ def load_model_file(path: str | os.PathLike, kind: str) -> dict[str, Any]:
     return obj
 
 
-def describe(model_file: dict[str, Any]) -> dict[str, Any]:
-    """A model file's header without the weights, for reports and the About page."""
-    return {k: v for k, v in model_file.items() if k != "state_dict"}
-
 
 def resume_training(path: Path, *, arch: str, class_names: list[str], device: torch.device,
                     model: torch.nn.Module, optimizer: torch.optim.Optimizer,

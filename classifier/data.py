@@ -18,7 +18,6 @@ from pathlib import Path
 
 import albumentations as A
 import cv2
-import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
 from torch.utils.data import Dataset
@@ -150,10 +149,6 @@ def build_transform(pre: Preprocessing, *, train: bool, rotations: tuple[float, 
     steps += [A.Normalize(mean=pre.mean, std=pre.std), ToTensorV2()]
     return A.Compose(steps)
 
-
-def preprocess_array(image: np.ndarray, pre: Preprocessing) -> torch.Tensor:
-    """One RGB array to the network's evaluation input (``3xSxS`` float tensor)."""
-    return build_transform(pre, train=False)(image=image)["image"]
 
 
 class FolderDataset(Dataset):
