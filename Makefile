@@ -21,12 +21,13 @@ browser:
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: $(STAMP) browser lint
 	$(BIN)/pytest
 
 demo: $(STAMP)
-	$(BIN)/python -m pipeline.demo
+	$(BIN)/python -m tools.demo
 
 clean:
 	rm -rf $(VENV) runs/demo

@@ -20,15 +20,13 @@ from functools import lru_cache
 from pathlib import Path
 
 import gradio as gr
-import yaml
 
-from annotations.config import CONFIG_DIR
-from annotations.io import DEFAULT_MAX_PIXELS, ImageReadError, read_image
+from core.config import packaged, read_yaml
+from core.defaults import MAX_PIXELS
 from pipeline.decision import UNCERTAIN
 from pipeline.exports import write_csv
 from pipeline.predictor import Pipeline
 from pipeline.render import draw_detections
-from pipeline.run import make_record
 from pipeline.species import species_card
 
 LANGUAGES = {"English": "en", "Español": "es", "Galego": "gl"}
@@ -45,7 +43,7 @@ CSS = """
 @lru_cache(maxsize=1)
 def ui_text() -> dict:
     """Interface texts by language, from ``configs/ui.yaml``."""
-    return yaml.safe_load((CONFIG_DIR / "ui.yaml").read_text())
+    return read_yaml(packaged("ui.yaml"))
 
 
 def t(lang: str, key: str, **kw: object) -> str:
@@ -112,7 +110,7 @@ def results_html(state: dict | None, lang: str) -> str:
 class TaxolensApp:
     """The models (loaded once per process) and the callbacks of the interface."""
 
-    def __init__(self, pipeline: Pipeline, examples: Sequence[str] = (), max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    def __init__(self, pipeline: Pipeline, examples: Sequence[str] = (), max_pixels: int = MAX_PIXELS) -> None:
         self.pipe = pipeline
         self.examples = [str(e) for e in examples]
         self.max_pixels = max_pixels
@@ -123,28 +121,20 @@ class TaxolensApp:
         if not path:
             state = {"message": "no_file"}
             return None, results_html(state, lang), state
-        try:
-            image = read_image(path, max_pixels=self.max_pixels)
-        except ImageReadError as exc:
-            state = {"message": "bad_file", "detail": f"{Path(path).name}: {exc.reason}"}
+        record, image = self.pipe.process_file(path, max_pixels=self.max_pixels, score_threshold=score,
+                                               threshold=threshold)
+        if image is None:
+            state = {"message": "bad_file", "detail": f"{record['file']}: {record['failure']}"}
             return None, results_html(state, lang), state
-        detections = self.pipe.process(image, score_threshold=score, threshold=threshold)
+        detections = record["detections"]
         labels = [f"{d['taxon']}" if d["accepted"] else "?" for d in detections]
         state = {"detections": detections}
         return draw_detections(image, detections, labels), results_html(state, lang), state
 
     def batch(self, paths: list[str] | None, score: float, threshold: float):
         """Several photos -> (table rows, CSV file)."""
-        records = []
-        for path in paths or []:
-            name = Path(path).name
-            try:
-                image = read_image(path, max_pixels=self.max_pixels)
-            except ImageReadError as exc:
-                records.append(make_record(name, None, None, self.pipe.model_version, failure=exc.reason))
-                continue
-            dets = self.pipe.process(image, score_threshold=score, threshold=threshold)
-            records.append(make_record(name, (image.shape[1], image.shape[0]), dets, self.pipe.model_version))
+        records = [self.pipe.process_file(path, max_pixels=self.max_pixels, score_threshold=score,
+                                          threshold=threshold)[0] for path in paths or []]
         rows = []
         for r in records:
             if not r["detections"]:

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from annotations.io import ImageReadError, atomic_write_json, image_size, is_image_file, list_images
+from core.io import ImageReadError, atomic_write_json, image_size, is_image_file, list_images
 
 LOGGER = logging.getLogger(__name__)
 AGNOSTIC_NAME = "organism"
@@ -81,22 +81,27 @@ class CocoBuilder:
         return image
 
     def add_box(self, image: dict, category: str, xyxy: tuple[float, float, float, float], file: str | Path,
-                line: int | None = None) -> None:
-        """Add a box given as corners in pixels: clipped to the photo, dropped if it has no area."""
+                line: int | None = None, **extra: Any) -> dict | None:
+        """Add a box given as corners in pixels: clipped to the photo, dropped if it has no area.
+
+        ``extra`` fields (a detector's ``score``) are stored with it. Returns the annotation, or ``None``
+        when it was dropped.
+        """
         x0, y0, x1, y1 = xyxy
         W, H = image["width"], image["height"]
         cx0, cy0, cx1, cy1 = max(0.0, x0), max(0.0, y0), min(float(W), x1), min(float(H), y1)
         if x1 - x0 <= 0 or y1 - y0 <= 0 or cx1 - cx0 <= 0 or cy1 - cy0 <= 0:
             self.problem("degenerate box", file, f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) has no area inside the "
                          f"{W}x{H} photo; dropped", line)
-            return
+            return None
         if (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1):
             self.problem("box outside image", file, f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) clipped to the "
                          f"{W}x{H} photo", line)
         w, h = cx1 - cx0, cy1 - cy0
-        self.annotations.append({"id": len(self.annotations) + 1, "image_id": image["id"],
-                                 "category_id": self.category(category), "bbox": [cx0, cy0, w, h],
-                                 "area": w * h, "iscrowd": 0})
+        annotation = {"id": len(self.annotations) + 1, "image_id": image["id"], "category_id": self.category(category),
+                      "bbox": [cx0, cy0, w, h], "area": w * h, "iscrowd": 0, **extra}
+        self.annotations.append(annotation)
+        return annotation
 
     def to_coco(self, source: str) -> dict:
         """The canonical COCO dict."""
@@ -198,7 +203,7 @@ def import_voc(src: Path, b: CocoBuilder) -> None:
             continue
         size = root.find("size")
         if size is not None and size.findtext("width"):
-            w, h = int(float(size.findtext("width"))), int(float(size.findtext("height")))
+            w, h = int(float(size.findtext("width") or 0)), int(float(size.findtext("height") or 0))
             if (w, h) != (image["width"], image["height"]) and w > 0:
                 b.problem("size mismatch", xml, f"records {w}x{h}, photo is {image['width']}x{image['height']}")
         for obj in root.iter("object"):
@@ -207,11 +212,13 @@ def import_voc(src: Path, b: CocoBuilder) -> None:
                 b.problem("bad object", xml, "object without name or bndbox; skipped")
                 continue
             try:
-                xyxy = tuple(float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+                x0, y0, x1, y1 = (float(bb.findtext(k) or "nan") for k in ("xmin", "ymin", "xmax", "ymax"))
+                if any(v != v for v in (x0, y0, x1, y1)):  # a missing corner
+                    raise ValueError("missing corner")
             except (TypeError, ValueError):
                 b.problem("bad object", xml, f"object {name!r}: bndbox is not four numbers; skipped")
                 continue
-            b.add_box(image, name, xyxy, xml)
+            b.add_box(image, name, (x0, y0, x1, y1), xml)
 
 
 # ---- CSV ----------------------------------------------------------------------------------------------
@@ -240,11 +247,11 @@ def import_csv(src: Path, b: CocoBuilder) -> None:
             if image is None or not (row["label"] or "").strip():
                 continue
             try:
-                xyxy = tuple(float(row[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
+                x0, y0, x1, y1 = (float(row[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
             except (TypeError, ValueError):
                 b.problem("bad line", src, "xmin,ymin,xmax,ymax must be numbers", n)
                 continue
-            b.add_box(image, row["label"], xyxy, src, n)
+            b.add_box(image, row["label"], (x0, y0, x1, y1), src, n)
 
 
 # ---- COCO ---------------------------------------------------------------------------------------------
@@ -269,6 +276,8 @@ def import_coco(src: Path, b: CocoBuilder) -> None:
             b.problem("missing image", src, f"image id {img['id']}: {img['file_name']!r} not found")
             continue
         image = b.add_image(path, img.get("width"), img.get("height"))
+        if image is None:
+            continue
         for a in by_image.get(img["id"], []):
             if a.get("category_id") not in cat_names:
                 b.problem("unknown category", src, f"annotation id {a.get('id')}: category {a.get('category_id')}")

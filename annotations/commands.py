@@ -32,9 +32,10 @@ from annotations.coco import (
     problems_summary,
     save_subset,
 )
-from annotations.crops import DEFAULT_PADDING, crop_box
-from annotations.io import ImageReadError, atomic_write_json, image_size, read_image
 from annotations.split import group_split
+from core.crops import crop_box
+from core.defaults import CROP_PADDING
+from core.io import ImageReadError, atomic_write_json, image_size, read_image
 
 LOGGER = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ def stats_main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def export_crops(coco_path: str | Path, out: str | Path, padding: float = DEFAULT_PADDING,
+def export_crops(coco_path: str | Path, out: str | Path, padding: float = CROP_PADDING,
                  class_agnostic: bool = False, rename: dict[str, str] | None = None) -> dict:
     """Cut every box out with ``padding`` into ``out/<class>/`` through the pipeline's crop function.
 
@@ -217,7 +218,7 @@ def crops_main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="taxolens annotations crops", description=export_crops.__doc__)
     p.add_argument("coco")
     p.add_argument("--out", required=True)
-    p.add_argument("--padding", type=float, default=DEFAULT_PADDING, help="share of box size added on each side")
+    p.add_argument("--padding", type=float, default=CROP_PADDING, help="share of box size added on each side")
     p.add_argument("--class-agnostic", action="store_true")
     p.add_argument("--rename", nargs="*", default=[], metavar="OLD=NEW",
                    help="class folder names, e.g. Bees='Apis mellifera' Hornets=Vespa")

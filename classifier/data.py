@@ -10,7 +10,6 @@ empty or non-image file is skipped with a warning that names it and says why, an
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,9 +21,9 @@ import torch
 from albumentations.pytorch import ToTensorV2
 from torch.utils.data import Dataset
 
-from annotations.io import ImageReadError, check_image, list_images, read_image
 from annotations.split import group_split
 from classifier.models import Preprocessing
+from core.io import ImageReadError, atomic_write_json, atomic_write_text, check_image, list_images, read_image
 
 LOGGER = logging.getLogger(__name__)
 
@@ -44,26 +43,26 @@ class ClassData:
     skipped: list[dict] = field(default_factory=list)
 
     def report(self) -> dict:
-        """The study's Table 1: train, test, total and imbalance (largest total / class total) per class."""
+        """The study's Table 1: train, val, total and imbalance (largest total / class total) per class."""
         n_train = Counter(c for _, c in self.train)
         n_val = Counter(c for _, c in self.val)
         totals = {i: n_train[i] + n_val[i] for i in range(len(self.class_names))}
         largest = max(totals.values()) if totals else 0
-        rows = [{"class": name, "train": n_train[i], "test": n_val[i], "total": totals[i],
+        rows = [{"class": name, "train": n_train[i], "val": n_val[i], "total": totals[i],
                  "imbalance": round(largest / totals[i], 2) if totals[i] else None}
                 for i, name in enumerate(self.class_names)]
         return {"root": self.root, "split": self.split, "classes": rows,
-                "train": len(self.train), "test": len(self.val), "total": len(self.train) + len(self.val),
+                "train": len(self.train), "val": len(self.val), "total": len(self.train) + len(self.val),
                 "skipped": self.skipped}
 
 
-def report_markdown(report: dict) -> str:
+def dataset_markdown(report: dict) -> str:
     """The dataset report as a Markdown table."""
     lines = [f"Dataset `{report['root']}` (split {report['split']})", "",
-             "| class | train | test | total | imbalance |", "|---|---:|---:|---:|---:|"]
+             "| class | train | val | total | imbalance |", "|---|---:|---:|---:|---:|"]
     for r in report["classes"]:
-        lines.append(f"| {r['class']} | {r['train']} | {r['test']} | {r['total']} | {r['imbalance']} |")
-    lines.append(f"| **all** | {report['train']} | {report['test']} | {report['total']} | |")
+        lines.append(f"| {r['class']} | {r['train']} | {r['val']} | {r['total']} | {r['imbalance']} |")
+    lines.append(f"| **all** | {report['train']} | {report['val']} | {report['total']} | |")
     if report["skipped"]:
         lines += ["", f"Skipped {len(report['skipped'])} unreadable file(s):"]
         lines += [f"- `{s['path']}`: {s['reason']}" for s in report["skipped"]]
@@ -167,11 +166,11 @@ class FolderDataset(Dataset):
         return self.transform(image=image)["image"], label
 
 
-def write_report(data: ClassData, out_dir: str | Path) -> dict:
+def write_dataset_report(data: ClassData, out_dir: str | Path) -> dict:
     """Write ``dataset.md`` and ``dataset.json`` into ``out_dir``; return the report."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = data.report()
-    (out / "dataset.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "dataset.md").write_text(report_markdown(report))
+    atomic_write_json(out / "dataset.json", report)
+    atomic_write_text(out / "dataset.md", dataset_markdown(report))
     return report

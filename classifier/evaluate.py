@@ -13,7 +13,6 @@ baseline), ``confusion_all.csv/png`` and ``confusion_thresholded.csv/png``, and 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 from collections.abc import Sequence
@@ -23,19 +22,19 @@ import numpy as np
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from annotations.io import atomic_write_json, atomic_write_text
 from classifier.data import FolderDataset, load_class_data
-from classifier.metrics import DEFAULT_THRESHOLD, evaluate_probabilities
+from classifier.metrics import evaluate_probabilities
 from classifier.predict import Classifier
+from core.defaults import THRESHOLD
+from core.io import atomic_save_figure, atomic_write_csv, atomic_write_json, atomic_write_text
 
 LOGGER = logging.getLogger(__name__)
-STUDY_THRESHOLD = 0.94
 
 
 def predict_items(clf: Classifier, items: list[tuple[str, int]], batch_size: int = 32,
                   workers: int = 0, desc: str = "evaluate") -> tuple[np.ndarray, np.ndarray]:
     """Probabilities and true labels for ``(path, label)`` items, with the file's own preprocessing."""
-    loader = DataLoader(FolderDataset(items, clf._transform), batch_size=batch_size, num_workers=workers)
+    loader = DataLoader(FolderDataset(items, clf.transform), batch_size=batch_size, num_workers=workers)
     probs, labels = [], []
     for x, y in tqdm(loader, desc=desc, unit="batch", leave=False):
         probs.append(clf.predict_tensor(x))
@@ -64,7 +63,7 @@ def _confusion_lines(cm: list[list[int]], names: list[str]) -> list[str]:
     return lines
 
 
-def report_markdown(result: dict, class_names: list[str], title: str) -> str:
+def evaluation_markdown(result: dict, class_names: list[str], title: str) -> str:
     """The evaluation report as Markdown."""
     a, t, b = result["all"], result["thresholded"], result["majority_baseline"]
     knee = result["knee"]
@@ -81,7 +80,7 @@ def report_markdown(result: dict, class_names: list[str], title: str) -> str:
     if knee:
         lines.append(f"Knee of kappa against discard rate ({knee['method']}): threshold {knee['threshold']:.2f} "
                      f"(kappa {knee['kappa']:.4f}, {knee['discarded']:.1%} discarded). "
-                     f"The study read {STUDY_THRESHOLD} off the same curve; {DEFAULT_THRESHOLD} stays the default.")
+                     f"The study read {THRESHOLD} off the same curve; it stays the default.")
     else:
         lines.append("No knee: kappa or the discard rate does not vary over the sweep.")
     lines += ["", "| threshold | kappa | accuracy | discarded |", "|---:|---:|---:|---:|"]
@@ -109,7 +108,7 @@ def _plot_confusion(cm: list[list[int]], names: list[str], title: str, path: Pat
             ax.text(j, i, str(arr[i, j]), ha="center", va="center",
                     color="white" if arr[i, j] > arr.max() / 2 else "black")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_save_figure(fig, path)
     plt.close(fig)
 
 
@@ -125,7 +124,7 @@ def _plot_sweep(result: dict, path: Path) -> None:
     ax.plot(t, [np.nan if r["kappa"] is None else r["kappa"] for r in sweep], label="kappa", marker=".")
     ax.plot(t, [np.nan if r["accuracy"] is None else r["accuracy"] for r in sweep], label="accuracy", marker=".")
     ax.plot(t, [r["discarded"] for r in sweep], label="discard rate", marker=".")
-    ax.axvline(STUDY_THRESHOLD, color="grey", linestyle="--", label=f"study's choice {STUDY_THRESHOLD}")
+    ax.axvline(THRESHOLD, color="grey", linestyle="--", label=f"study's choice {THRESHOLD}")
     if result["knee"]:
         ax.axvline(result["knee"]["threshold"], color="red", linestyle=":",
                    label=f"knee here {result['knee']['threshold']:.2f}")
@@ -134,7 +133,7 @@ def _plot_sweep(result: dict, path: Path) -> None:
     ax.legend(loc="lower left")
     ax.set_title("Kappa, accuracy and discard rate by threshold")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_save_figure(fig, path)
     plt.close(fig)
 
 
@@ -143,19 +142,14 @@ def write_evaluation(result: dict, class_names: list[str], out_dir: str | Path, 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "report.json", {"class_names": class_names, **result})
-    atomic_write_text(out / "report.md", report_markdown(result, class_names, title))
+    atomic_write_text(out / "report.md", evaluation_markdown(result, class_names, title))
     for key in ("all", "thresholded"):
         cm = result[key]["confusion_matrix"]
-        with open(out / f"confusion_{key}.csv", "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["true\\predicted", *class_names])
-            w.writerows([class_names[i], *row] for i, row in enumerate(cm))
+        atomic_write_csv(out / f"confusion_{key}.csv", ["true\\predicted", *class_names],
+                         [[class_names[i], *row] for i, row in enumerate(cm)])
         label = "all predictions" if key == "all" else f"probability >= {result['thresholded']['threshold']}"
         _plot_confusion(cm, class_names, f"Confusion matrix, {label}", out / f"confusion_{key}.png")
-    with open(out / "sweep.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["threshold", "kappa", "accuracy", "discarded"])
-        w.writeheader()
-        w.writerows(result["sweep"])
+    atomic_write_csv(out / "sweep.csv", ["threshold", "kappa", "accuracy", "discarded"], result["sweep"])
     _plot_sweep(result, out / "sweep.png")
 
 
@@ -179,7 +173,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True,
                    help="dataset root; its validation split is used (val/, or the split recorded in the model)")
     p.add_argument("--out", required=True, help="folder for the report")
-    p.add_argument("--threshold", type=float, default=None, help="default: the model file's (0.94)")
+    p.add_argument("--threshold", type=float, default=None, help="default: the model file's")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--workers", type=int, default=2)
     return p

@@ -10,68 +10,53 @@ Launch::
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from annotations.io import atomic_write_json, atomic_write_text
-from annotations.modelfile import WeightsError
 from classifier import train
-from classifier.data import load_class_data, report_markdown, write_report
+from classifier.data import dataset_markdown, load_class_data, write_dataset_report
 from classifier.models import ARCHITECTURES
+from core.config import parse_with_config
+from core.io import atomic_save_figure, atomic_write_csv, atomic_write_json, atomic_write_text
+from core.modelfile import WeightsError
 
 LOGGER = logging.getLogger(__name__)
-
-PASS_THROUGH = ("weights", "lr", "momentum", "batch_size", "epochs", "input_size", "workers", "device",
-                "max_steps_per_epoch", "seed", "val_fraction", "group_regex")
-
-
-def _training_options(p: argparse.ArgumentParser, epochs: int) -> None:
-    p.add_argument("--data", required=True, help="dataset root, as for classifier train")
-    p.add_argument("--out", required=True, help="folder; one run folder per configuration inside")
-    p.add_argument("--weights", default="imagenet")
-    p.add_argument("--lr", type=float, default=0.0005)
-    p.add_argument("--momentum", type=float, default=0.99)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--epochs", type=int, default=epochs)
-    p.add_argument("--input-size", type=int, default=224)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--max-steps-per-epoch", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--group-regex", default=None)
+# fewer epochs than a real training run: these compare settings, they do not make a model to keep
+COMPARE_EPOCHS, SWEEP_EPOCHS = 3, 2
 
 
-def _train_argv(args: argparse.Namespace, out: Path, **override: object) -> list[str]:
-    values = {k: getattr(args, k) for k in PASS_THROUGH} | override
-    argv = ["--data", args.data, "--out", str(out), "--no-eval"]
-    for k, v in values.items():
-        if v is not None:
-            argv += [f"--{k.replace('_', '-')}", str(v)]
-    return argv
+
+def _experiment_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """``classifier train``'s options (the same defaults, one source), with ``--out`` as a folder of runs."""
+    p = train.get_args_parser()
+    p.prog, p.description = prog, description + " Every option of classifier train applies to each run."
+    for action in p._actions:
+        if action.dest == "out":
+            action.help = "folder; one run folder per configuration inside"
+    return p
 
 
 def compare_parser() -> argparse.ArgumentParser:
     """Options of ``taxolens classifier compare``."""
-    p = argparse.ArgumentParser(prog="taxolens classifier compare",
-                                description="Train several architectures on the same data: the study's Table 2 "
-                                            "(accuracy, file size, trainable parameters, seconds per epoch).")
-    _training_options(p, epochs=3)
+    p = _experiment_parser("taxolens classifier compare",
+                           "Train several architectures on the same data: the study's Table 2 (accuracy, file "
+                           "size, trainable parameters, seconds per epoch).")
     p.add_argument("--archs", nargs="+", default=list(ARCHITECTURES), choices=ARCHITECTURES)
     return p
 
 
 def compare_main(argv: Sequence[str] | None = None) -> list[dict]:
     """Entry point of ``taxolens classifier compare``."""
-    args = compare_parser().parse_args(argv)
+    args = parse_with_config(compare_parser(), argv, default="classifier", overrides={"epochs": COMPARE_EPOCHS})
+    base = train.TrainSettings.from_namespace(args)
     out = Path(args.out)
     rows = []
     for arch in args.archs:
         try:
-            s = train.main(_train_argv(args, out / arch, arch=arch))
+            s = train.train(replace(base, arch=arch, out=str(out / arch), no_eval=True))
         except WeightsError as exc:
             LOGGER.error("%s: %s", arch, exc)
             rows.append({"arch": arch, "error": str(exc)})
@@ -79,7 +64,7 @@ def compare_main(argv: Sequence[str] | None = None) -> list[dict]:
         rows.append({"arch": arch, "val_accuracy": s["val_accuracy"], "val_kappa": s["val_kappa"],
                      "file_mb": round(s["file_mb"], 1), "trainable_parameters": s["trainable_parameters"],
                      "seconds_per_epoch": round(s["seconds_per_epoch"], 1), "device": args.device})
-    atomic_write_json(out / "compare.json", {"settings": vars(args), "rows": rows})
+    atomic_write_json(out / "compare.json", {"settings": asdict(base), "rows": rows})
     lines = [f"Trained {args.epochs} epoch(s) each on `{args.data}`, weights `{args.weights}`, device `{args.device}`.",
              "", "| architecture | val accuracy | kappa | file (MB) | trainable parameters | s/epoch |",
              "|---|---:|---:|---:|---:|---:|"]
@@ -96,17 +81,15 @@ def compare_main(argv: Sequence[str] | None = None) -> list[dict]:
 
 def sweep_parser() -> argparse.ArgumentParser:
     """Options of ``taxolens classifier sweep``."""
-    p = argparse.ArgumentParser(prog="taxolens classifier sweep",
-                                description="The study's Figure 1: validation accuracy and loss over learning "
-                                            "rates at a fixed momentum, and over momenta at a fixed learning rate.")
-    _training_options(p, epochs=2)
-    p.add_argument("--arch", default="resnet50", choices=ARCHITECTURES)
+    p = _experiment_parser("taxolens classifier sweep",
+                           "The study's Figure 1: validation accuracy and loss over learning rates at a fixed "
+                           "momentum, and over momenta at a fixed learning rate.")
     p.add_argument("--lrs", type=float, nargs="+", default=[0.0001, 0.0005, 0.001, 0.005, 0.01])
     p.add_argument("--momenta", type=float, nargs="+", default=[0.5, 0.9, 0.95, 0.99])
     return p
 
 
-def _plot_sweep(rows: list[dict], args: argparse.Namespace, path: Path) -> None:
+def _plot_sweep(rows: list[dict], args: train.TrainSettings, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -128,26 +111,24 @@ def _plot_sweep(rows: list[dict], args: argparse.Namespace, path: Path) -> None:
         ax.set_ylim(0, 1.02)
     fig.suptitle(f"{args.arch}, {args.epochs} epoch(s) per point")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_save_figure(fig, path)
     plt.close(fig)
 
 
 def sweep_main(argv: Sequence[str] | None = None) -> list[dict]:
     """Entry point of ``taxolens classifier sweep``."""
-    args = sweep_parser().parse_args(argv)
+    args = parse_with_config(sweep_parser(), argv, default="classifier", overrides={"epochs": SWEEP_EPOCHS})
+    base = train.TrainSettings.from_namespace(args)
     out = Path(args.out)
     rows = []
     runs = [("lr", lr, {"lr": lr, "momentum": args.momentum}) for lr in args.lrs]
     runs += [("momentum", m, {"lr": args.lr, "momentum": m}) for m in args.momenta]
     for varied, value, override in runs:
-        s = train.main(_train_argv(args, out / f"{varied}-{value}", arch=args.arch, **override))
+        s = train.train(replace(base, out=str(out / f"{varied}-{value}"), no_eval=True, **override))
         rows.append({"varied": varied, **override, "val_accuracy": s["val_accuracy"], "val_loss": s["val_loss"]})
-    atomic_write_json(out / "sweep.json", {"settings": vars(args), "rows": rows})
-    with open(out / "sweep.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["varied", "lr", "momentum", "val_accuracy", "val_loss"])
-        w.writeheader()
-        w.writerows(rows)
-    _plot_sweep(rows, args, out / "sweep.png")
+    atomic_write_json(out / "sweep.json", {"settings": asdict(base), "rows": rows})
+    atomic_write_csv(out / "sweep.csv", ["varied", "lr", "momentum", "val_accuracy", "val_loss"], rows)
+    _plot_sweep(rows, base, out / "sweep.png")
     print(json.dumps(rows, indent=2))
     return rows
 
@@ -169,6 +150,6 @@ def report_data_main(argv: Sequence[str] | None = None) -> dict:
     """Entry point of ``taxolens classifier report-data``."""
     args = report_data_parser().parse_args(argv)
     data = load_class_data(args.data, val_fraction=args.val_fraction, seed=args.seed, group_regex=args.group_regex)
-    report = write_report(data, args.out) if args.out else data.report()
-    print(report_markdown(report), end="")
+    report = write_dataset_report(data, args.out) if args.out else data.report()
+    print(dataset_markdown(report), end="")
     return report

@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import numpy as np
 
-DEFAULT_THRESHOLD = 0.94
+from core.defaults import THRESHOLD
+
 SWEEP_THRESHOLDS = tuple(round(0.50 + 0.01 * i, 2) for i in range(50))  # 0.50 .. 0.99
 
 
-def accepts(probability: float | np.ndarray, threshold: float) -> bool | np.ndarray:
+def accepts(probability: float | np.ndarray, threshold: float) -> np.ndarray:
     """Whether a probability counts as an answer: at least the threshold.
 
     Both are compared in float32, the precision the network computes in, so a softmax output that
     prints as 0.94 is accepted at a 0.94 threshold rather than lost to float64 rounding.
     """
-    return np.float32(probability) >= np.float32(threshold)
+    return np.asarray(np.float32(probability) >= np.float32(threshold))
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -60,7 +61,7 @@ def per_class(cm: np.ndarray, class_names: list[str]) -> list[dict]:
     return rows
 
 
-def summarize(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
+def confusion_summary(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
     """Accuracy, kappa, per-class figures and the confusion matrix of one set of predictions."""
     cm = confusion_matrix(y_true, y_pred, len(class_names))
     n = int(cm.sum())
@@ -69,7 +70,7 @@ def summarize(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) ->
 
 
 def evaluate_probabilities(probs: np.ndarray, y_true: np.ndarray, class_names: list[str],
-                           threshold: float = DEFAULT_THRESHOLD) -> dict:
+                           threshold: float = THRESHOLD) -> dict:
     """Everything the evaluation report needs from softmax outputs.
 
     Returns:
@@ -82,14 +83,14 @@ def evaluate_probabilities(probs: np.ndarray, y_true: np.ndarray, class_names: l
     y_pred = probs.argmax(1)
     top = probs.max(1)
     keep = accepts(top, threshold)
-    thresholded = summarize(y_true[keep], y_pred[keep], class_names)
+    thresholded = confusion_summary(y_true[keep], y_pred[keep], class_names)
     thresholded["kept"] = float(keep.mean()) if len(keep) else None
     thresholded["threshold"] = threshold
     counts = np.bincount(y_true, minlength=len(class_names))
     majority = int(counts.argmax()) if len(y_true) else 0
     baseline = {"class": class_names[majority], "accuracy": _ratio(counts[majority], len(y_true)), "kappa": 0.0}
     sweep = threshold_sweep(probs, y_true, len(class_names))
-    return {"all": summarize(y_true, y_pred, class_names), "thresholded": thresholded,
+    return {"all": confusion_summary(y_true, y_pred, class_names), "thresholded": thresholded,
             "majority_baseline": baseline, "sweep": sweep, "knee": knee(sweep)}
 
 

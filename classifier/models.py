@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
-from annotations.backbones import TFLITE_MEAN, TFLITE_STD, load_local_weights, offline_efficientnet_lite0_state
-from annotations.modelfile import WeightsError
+from core.backbones import TFLITE_MEAN, TFLITE_STD, load_local_weights, offline_efficientnet_lite0_state
+from core.defaults import CROP_PADDING
+from core.modelfile import WeightsError
 
 LOGGER = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ class Preprocessing:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: str = "bilinear"
-    crop_padding: float = 0.15
+    crop_padding: float = CROP_PADDING
 
     def to_dict(self) -> dict:
         """Plain types only, so the release file loads with ``weights_only=True``."""
@@ -59,7 +61,8 @@ class Preprocessing:
         return cls(**known)
 
 
-def _replace_head(model: nn.Module, arch: str, num_classes: int) -> None:
+def _replace_head(model: Any, arch: str, num_classes: int) -> None:
+    # torchvision and timm models name their heads differently; each is an nn.Linear
     if arch.startswith("resnet"):
         model.fc = nn.Linear(model.fc.in_features, num_classes)
     elif arch == "alexnet":

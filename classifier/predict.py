@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from annotations.modelfile import load_model_file
-from annotations.runtime import pick_device
 from classifier.data import build_transform
 from classifier.models import Preprocessing, rebuild_classifier
+from core.defaults import THRESHOLD
+from core.modelfile import load_model_file
+from core.runtime import pick_device
 
 
 @dataclass
@@ -38,14 +39,14 @@ class Classifier:
             model = model.to(memory_format=torch.channels_last)
         info = {k: v for k, v in mf.items() if k != "state_dict"}
         return cls(model, list(mf["class_names"]), Preprocessing.from_dict(mf["preprocessing"]),
-                   float(mf.get("threshold", 0.94)), info, dev)
+                   float(mf.get("threshold", THRESHOLD)), info, dev)
 
     def __post_init__(self) -> None:
-        self._transform = build_transform(self.preprocessing, train=False)
+        self.transform = build_transform(self.preprocessing, train=False)
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
         """One RGB crop to the network's input tensor."""
-        return self._transform(image=image)["image"]
+        return self.transform(image=image)["image"]
 
     @torch.inference_mode()
     def predict_tensor(self, batch: torch.Tensor) -> np.ndarray:

@@ -21,8 +21,9 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,45 +31,47 @@ from torch import nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
-from annotations.config import add_config_arg, parse_with_config, write_resolved
-from annotations.io import atomic_torch_save, atomic_write_json
-from annotations.modelfile import resume_training, save_model_file
-from annotations.runtime import pick_device, seed_everything, seed_worker
-from classifier.data import ClassData, FolderDataset, build_transform, load_class_data, write_report
-from classifier.metrics import summarize
-from classifier.models import ARCHITECTURES, build_classifier, count_trainable
+from classifier.data import ClassData, FolderDataset, build_transform, load_class_data, write_dataset_report
+from classifier.metrics import confusion_summary
+from classifier.models import ARCHITECTURES, Preprocessing, build_classifier, count_trainable
+from core.config import HelpFormatter, add_config_arg, parse_with_config, write_resolved
+from core.defaults import CROP_PADDING, THRESHOLD
+from core.io import atomic_write_json
+from core.modelfile import resume_training, save_checkpoint, save_model_file
+from core.runtime import pick_device, seed_everything, seed_worker
 
 LOGGER = logging.getLogger(__name__)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     """Options of ``taxolens classifier train``; defaults are the study's."""
-    p = argparse.ArgumentParser(prog="taxolens classifier train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="taxolens classifier train", description=__doc__, formatter_class=HelpFormatter)
     add_config_arg(p, "classifier")
     p.add_argument("--data", required=True, help="root/<class>/*.jpg, or root/train/<class>/ and root/val/<class>/")
     p.add_argument("--out", required=True, help="run folder (created; an existing run there is resumed)")
-    p.add_argument("--arch", default="resnet50", choices=ARCHITECTURES)
+    p.add_argument("--arch", default="resnet50", choices=ARCHITECTURES, help="network")
     p.add_argument("--weights", default="imagenet",
                    help="imagenet (torchvision/timm; offline copy for efficientnet_lite0), none, or a local .pth")
-    p.add_argument("--lr", type=float, default=0.0005)
-    p.add_argument("--momentum", type=float, default=0.99)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, default=0.0005, help="SGD learning rate")
+    p.add_argument("--momentum", type=float, default=0.99, help="SGD momentum")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="SGD weight decay")
+    p.add_argument("--batch-size", type=int, default=4, help="photos per training step")
     p.add_argument("--step-size", type=int, default=7, help="StepLR step, in epochs")
     p.add_argument("--gamma", type=float, default=0.1, help="StepLR factor")
-    p.add_argument("--epochs", type=int, default=25)
-    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--epochs", type=int, default=25, help="passes over the training photos")
+    p.add_argument("--input-size", type=int, default=224, help="side of the square the network sees, in pixels")
     p.add_argument("--crop-scale", type=float, nargs=2, default=[0.08, 1.0], help="RandomResizedCrop area range")
     p.add_argument("--rotations", type=float, nargs="*", default=[], help="e.g. 0 30 90 135 (SPIPOLL)")
     p.add_argument("--balance", default="none", choices=["none", "sampler", "loss"],
                    help="class-balanced sampling or loss weighting")
-    p.add_argument("--threshold", type=float, default=0.94, help="stored in the model file")
-    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--threshold", type=float, default=THRESHOLD, help="stored in the model file")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="share of each class kept for validation (data without train/ and val/ only)")
     p.add_argument("--group-regex", default=None, help="regex on file names; matching photos stay on one side")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--seed", type=int, default=0, help="random seed (split, order, augmentations)")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="photo-loading processes")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                   help="auto: CUDA, then MPS, then CPU")
     p.add_argument("--max-steps-per-epoch", type=int, default=0, help="batches per epoch at most (0: all)")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation report at the end")
     return p
@@ -127,7 +130,7 @@ def evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module, device:
         labels.append(y.cpu().numpy())
     if not labels:
         return {"loss": None, "accuracy": None, "kappa": None}
-    s = summarize(np.concatenate(labels), np.concatenate(preds), class_names)
+    s = confusion_summary(np.concatenate(labels), np.concatenate(preds), class_names)
     return {"loss": total_loss / s["n"], "accuracy": s["accuracy"], "kappa": s["kappa"]}
 
 
@@ -135,79 +138,133 @@ def _crop_padding(data_root: str) -> float | None:
     """Padding used by ``annotations crops`` when the data are crops (recorded in crops.json)."""
     manifest = Path(data_root) / "crops.json"
     if manifest.is_file():
-        return float(json.loads(manifest.read_text()).get("padding", 0.15))
+        return float(json.loads(manifest.read_text()).get("padding", CROP_PADDING))
     return None
 
 
-def _loaders(data: ClassData, args: argparse.Namespace, pre, device: torch.device) -> tuple[DataLoader, DataLoader]:
-    train_tf = build_transform(pre, train=True, rotations=tuple(args.rotations), scale=tuple(args.crop_scale))
+def _loaders(data: ClassData, settings: TrainSettings, pre: Preprocessing,
+             device: torch.device) -> tuple[DataLoader, DataLoader]:
+    train_tf = build_transform(pre, train=True, rotations=settings.rotations, scale=settings.crop_scale)
     eval_tf = build_transform(pre, train=False)
     train_ds, val_ds = FolderDataset(data.train, train_tf), FolderDataset(data.val, eval_tf)
     sampler = None
-    if args.balance == "sampler":
+    if settings.balance == "sampler":
         counts = np.bincount([c for _, c in data.train], minlength=len(data.class_names))
         weights = [1.0 / counts[c] for _, c in data.train]
         sampler = WeightedRandomSampler(weights, num_samples=len(weights), replacement=True,
-                                        generator=torch.Generator().manual_seed(args.seed))
-    common = {"num_workers": args.workers, "pin_memory": device.type == "cuda", "worker_init_fn": seed_worker}
+                                        generator=torch.Generator().manual_seed(settings.seed))
+    common: dict[str, Any] = {"num_workers": settings.workers, "pin_memory": device.type == "cuda",
+                              "worker_init_fn": seed_worker}
     # training workers are started afresh every epoch so each epoch's augmentations follow from its seed
-    train_loader = DataLoader(train_ds, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
-                              drop_last=len(train_ds) > args.batch_size, **common)
-    val_loader = DataLoader(val_ds, batch_size=max(args.batch_size, 16), shuffle=False,
-                            persistent_workers=args.workers > 0, **common)
+    train_loader = DataLoader(train_ds, batch_size=settings.batch_size, shuffle=sampler is None, sampler=sampler,
+                              drop_last=len(train_ds) > settings.batch_size, **common)
+    val_loader = DataLoader(val_ds, batch_size=max(settings.batch_size, 16), shuffle=False,
+                            persistent_workers=settings.workers > 0, **common)
     return train_loader, val_loader
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Every setting of a classifier training run; built by :func:`parse_settings`, which holds the defaults."""
+
+    data: str
+    out: str
+    arch: str
+    weights: str
+    lr: float
+    momentum: float
+    weight_decay: float
+    batch_size: int
+    step_size: int
+    gamma: float
+    epochs: int
+    input_size: int
+    crop_scale: tuple[float, float]
+    rotations: tuple[float, ...]
+    balance: str
+    threshold: float
+    val_fraction: float
+    group_regex: str | None
+    seed: int
+    workers: int
+    device: str
+    max_steps_per_epoch: int
+    no_eval: bool
+    config: str | None = None
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace) -> TrainSettings:
+        """The settings from parsed options (options of other commands are ignored)."""
+        values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+        values["crop_scale"] = tuple(float(v) for v in values["crop_scale"])
+        values["rotations"] = tuple(float(v) for v in values["rotations"])
+        return cls(**values)
+
+
+def parse_settings(argv: Sequence[str] | None, overrides: dict | None = None,
+                   parser: argparse.ArgumentParser | None = None) -> TrainSettings:
+    """Settings from a command line: the parser's defaults, then the YAML profile, then ``overrides``, then argv."""
+    args = parse_with_config(parser or get_args_parser(), argv, default="classifier", overrides=overrides)
+    return TrainSettings.from_namespace(args)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Entry point of ``taxolens classifier train``; returns the run summary."""
-    args = parse_with_config(get_args_parser(), argv, default="classifier")
-    out = Path(args.out)
+    return train(parse_settings(argv))
+
+
+def train(settings: TrainSettings) -> dict:
+    """Train a classifier with ``settings`` into ``settings.out``; returns the run summary."""
+    out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
-    seed_everything(args.seed)
-    device = pick_device(args.device)
-    split_settings = {"val_fraction": args.val_fraction, "seed": args.seed, "group_regex": args.group_regex}
-    data = load_class_data(args.data, **split_settings)
-    report = write_report(data, out)
-    write_resolved(args, out / "config.yaml")
+    seed_everything(settings.seed)
+    device = pick_device(settings.device)
+    split_settings = {"val_fraction": settings.val_fraction, "seed": settings.seed, "group_regex": settings.group_regex}
+    data = load_class_data(settings.data, val_fraction=settings.val_fraction, seed=settings.seed,
+                           group_regex=settings.group_regex)
+    report = write_dataset_report(data, out)
+    write_resolved(asdict(settings), out / "config.yaml")
     LOGGER.info("%d classes, %d train / %d val photos, device %s", len(data.class_names), len(data.train),
                 len(data.val), device)
 
-    model, pre = build_classifier(args.arch, len(data.class_names), args.weights)
-    padding = _crop_padding(args.data)
-    pre = replace(pre, input_size=args.input_size, resize_size=round(args.input_size / 0.875),
-                  **({"crop_padding": padding} if padding is not None else {}))
+    model, pre = build_classifier(settings.arch, len(data.class_names), settings.weights)
+    padding = _crop_padding(settings.data)
+    pre = replace(pre, input_size=settings.input_size, resize_size=round(settings.input_size / 0.875),
+                  crop_padding=pre.crop_padding if padding is None else padding)
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    train_loader, val_loader = _loaders(data, args, pre, device)
+    train_loader, val_loader = _loaders(data, settings, pre, device)
+    train_transform = train_loader.dataset.transform  # type: ignore[attr-defined]
 
     class_weights = None
-    if args.balance == "loss":
+    if settings.balance == "loss":
         counts = np.bincount([c for _, c in data.train], minlength=len(data.class_names)).astype(np.float32)
         class_weights = torch.tensor(counts.sum() / (len(counts) * counts), device=device)
     criterion = nn.CrossEntropyLoss(weight=class_weights)
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=args.lr,
-                                momentum=args.momentum, weight_decay=args.weight_decay)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.step_size, gamma=args.gamma)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=settings.lr,
+                                momentum=settings.momentum, weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=settings.step_size, gamma=settings.gamma)
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
 
     ckpt_path = out / "checkpoint.pt"
-    start_epoch, history, best = 0, [], {"accuracy": -1.0, "epoch": -1}
+    start_epoch, history = 0, []
+    best: dict[str, float] = {"accuracy": -1.0, "epoch": -1}
     best_state = copy.deepcopy(model.state_dict())
-    ckpt = resume_training(ckpt_path, arch=args.arch, class_names=data.class_names, device=device, model=model,
+    ckpt = resume_training(ckpt_path, arch=settings.arch, class_names=data.class_names, device=device, model=model,
                            optimizer=optimizer, scheduler=scheduler, scaler=scaler)
     if ckpt is not None:
         start_epoch, history, best, best_state = ckpt["epoch"], ckpt["history"], ckpt["best"], ckpt["best_state"]
-        LOGGER.info("resuming %s after epoch %d of %d", ckpt_path, start_epoch, args.epochs)
+        LOGGER.info("resuming %s after epoch %d of %d", ckpt_path, start_epoch, settings.epochs)
 
-    for epoch in range(start_epoch, args.epochs):
+    for epoch in range(start_epoch, settings.epochs):
         # reseeded per epoch so that a resumed run draws the same batches as an uninterrupted one
-        seed_everything(args.seed * 1000 + epoch)
-        train_loader.dataset.transform.set_random_seed(args.seed * 1000 + epoch)
+        seed_everything(settings.seed * 1000 + epoch)
+        train_transform.set_random_seed(settings.seed * 1000 + epoch)
         if sampler_generator := getattr(train_loader.sampler, "generator", None):
-            sampler_generator.manual_seed(args.seed * 1000 + epoch)
+            sampler_generator.manual_seed(settings.seed * 1000 + epoch)
         tr = train_one_epoch(model, train_loader, criterion, optimizer, device, scaler, epoch,
-                             args.max_steps_per_epoch)
+                             settings.max_steps_per_epoch)
         va = evaluate(model, val_loader, criterion, device, data.class_names) if data.val else {}
         scheduler.step()
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": tr["loss"],
@@ -215,34 +272,35 @@ def main(argv: Sequence[str] | None = None) -> dict:
                "images_per_second": tr["images"] / tr["seconds"] if tr["seconds"] else None,
                **{f"val_{k}": v for k, v in va.items()}}
         history.append(row)
-        score = va.get("accuracy") if va.get("accuracy") is not None else -tr["loss"]
+        score = float(va["accuracy"]) if va.get("accuracy") is not None else -tr["loss"]
         if score > best["accuracy"]:
             best = {"accuracy": score, "epoch": epoch + 1}
             best_state = copy.deepcopy(model.state_dict())
-        LOGGER.info("epoch %d/%d: train loss %.4f, val loss %s, val accuracy %s (%.1f s)", epoch + 1, args.epochs,
+        LOGGER.info("epoch %d/%d: train loss %.4f, val loss %s, val accuracy %s (%.1f s)", epoch + 1, settings.epochs,
                     tr["loss"], va.get("loss"), va.get("accuracy"), tr["seconds"])
-        atomic_torch_save({"arch": args.arch, "class_names": data.class_names, "epoch": epoch + 1,
-                           "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                           "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
-                           "history": history, "best": best, "best_state": best_state}, ckpt_path)
+        save_checkpoint(ckpt_path, arch=settings.arch, class_names=data.class_names, epoch=epoch + 1, model=model,
+                        optimizer=optimizer, scheduler=scheduler, scaler=scaler, history=history, best=best,
+                        best_state=best_state)
         atomic_write_json(out / "history.json", history)
 
     best_row = next((r for r in history if r["epoch"] == best["epoch"]), history[-1] if history else {})
-    meta = {
-        "architecture": args.arch,
+    meta: dict[str, Any] = {
+        "architecture": settings.arch,
         "class_names": data.class_names,
         "taxonomy": {},  # lineage per class, filled in once taxonomy lands
         "preprocessing": pre.to_dict(),
-        "threshold": args.threshold,
+        "threshold": settings.threshold,
         "class_thresholds": {},  # per-class thresholds measured on the user's data, later
         "metrics": {"best_epoch": best["epoch"], "val_accuracy": best_row.get("val_accuracy"),
                     "val_kappa": best_row.get("val_kappa"), "val_loss": best_row.get("val_loss")},
-        "training": {"weights": args.weights, "epochs": args.epochs, "lr": args.lr, "momentum": args.momentum,
-                     "batch_size": args.batch_size, "balance": args.balance, "seed": args.seed,
+        "training": {"weights": settings.weights, "epochs": settings.epochs, "lr": settings.lr,
+                     "momentum": settings.momentum,
+                     "batch_size": settings.batch_size, "balance": settings.balance, "seed": settings.seed,
                      "device": str(device), "seconds_per_epoch": float(np.mean([r["seconds"] for r in history]))
                      if history else None},
-        "training_data": {"root": str(Path(args.data).resolve()), "split": data.split, "split_settings": split_settings,
-                          "classes": report["classes"], "train": report["train"], "val": report["test"],
+        "training_data": {"root": str(Path(settings.data).resolve()), "split": data.split,
+                          "split_settings": split_settings,
+                          "classes": report["classes"], "train": report["train"], "val": report["val"],
                           "skipped": len(data.skipped)},
     }
     header = save_model_file(out / "model.pt", kind="classifier", state_dict=best_state, meta=meta)
@@ -250,11 +308,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
                "seconds_per_epoch": meta["training"]["seconds_per_epoch"],
                "trainable_parameters": count_trainable(model),
                "file_mb": (out / "model.pt").stat().st_size / 1e6}
-    if data.val and not args.no_eval:
+    if data.val and not settings.no_eval:
         from classifier.evaluate import evaluate_model_file
 
-        result = evaluate_model_file(out / "model.pt", data.val, out / "eval", args.threshold, str(device),
-                                     args.workers)
+        result = evaluate_model_file(out / "model.pt", data.val, out / "eval", settings.threshold, str(device),
+                                     settings.workers)
         summary["eval"] = {"accuracy": result["all"]["accuracy"], "kappa": result["all"]["kappa"],
                            "thresholded": {k: result["thresholded"][k]
                                            for k in ("threshold", "accuracy", "kappa", "kept")}}

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 from annotations.coco import image_path
-from annotations.io import read_image
+from core.io import read_image
 
 
 def _presets() -> dict[str, list]:

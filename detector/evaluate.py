@@ -25,7 +25,7 @@ from torchvision.ops import box_iou
 from tqdm import tqdm
 
 from annotations.coco import load_coco
-from annotations.io import atomic_write_json, atomic_write_text
+from core.io import atomic_save_figure, atomic_write_json, atomic_write_text
 
 STAT_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100",
               "AR_small", "AR_medium", "AR_large")
@@ -113,7 +113,7 @@ def found_and_false(gt: dict, results: list[dict], score_threshold: float, iou: 
 def predict_coco(detector, gt: dict, batch_size: int = 2, class_agnostic: bool = False) -> list[dict]:
     """COCO results for every photo of ``gt`` at the lowest score (0.001), for COCOeval."""
     from annotations.coco import image_path
-    from annotations.io import read_image
+    from core.io import read_image
 
     cat_of = {c["name"]: c["id"] for c in gt["categories"]}
     results = []
@@ -149,7 +149,7 @@ def plot_pr(curves: dict, path: Path) -> None:
     if curves:
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_save_figure(fig, path)
     plt.close(fig)
 
 
@@ -169,11 +169,11 @@ def evaluate_detector(model_path: str | Path, coco_path: str | Path, out: str | 
     thr = det.score_threshold if score_threshold is None else score_threshold
     metrics["at_threshold"] = found_and_false(gt, results, thr)
     metrics["images"] = len(gt["images"])
-    write_report(metrics, out, f"{Path(model_path).name} on {Path(coco_path).name}")
+    write_detector_report(metrics, out, f"{Path(model_path).name} on {Path(coco_path).name}")
     return metrics
 
 
-def write_report(metrics: dict, out: str | Path, title: str) -> None:
+def write_detector_report(metrics: dict, out: str | Path, title: str) -> None:
     """``metrics.json``, ``metrics.md`` and ``pr_curve.png``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

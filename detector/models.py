@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,20 +20,22 @@ from torchvision.models.detection.faster_rcnn import FasterRCNN, FastRCNNPredict
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from annotations.backbones import TFLITE_MEAN, TFLITE_STD, load_local_weights, offline_efficientnet_lite0_state
-from annotations.modelfile import WeightsError
+from core.backbones import TFLITE_MEAN, TFLITE_STD, load_local_weights, offline_efficientnet_lite0_state
+from core.modelfile import WeightsError
 
 ARCHITECTURES = ("fasterrcnn_resnet50_fpn_v2", "fasterrcnn_mobilenet_v3_large_fpn",
                  "fasterrcnn_efficientnet_lite0_fpn")
 COCO_WEIGHTS = {"fasterrcnn_resnet50_fpn_v2": "FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1",
                 "fasterrcnn_mobilenet_v3_large_fpn": "FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1"}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+#: boxes scoring below this are dropped inside the model: none of them is ever reported or evaluated
+BOX_SCORE_FLOOR = 0.001
 
 
 class TimmFPNBackbone(nn.Module):
     """A timm ``features_only`` network under a torchvision FPN, with the ``out_channels`` FasterRCNN expects."""
 
-    def __init__(self, body: nn.Module, out_channels: int = 128) -> None:
+    def __init__(self, body: Any, out_channels: int = 128) -> None:
         super().__init__()
         self.body = body
         self.fpn = FeaturePyramidNetwork(body.feature_info.channels(), out_channels, extra_blocks=LastLevelMaxPool())
@@ -79,7 +82,8 @@ def normalization(arch: str, weights: str) -> tuple[tuple[float, ...], tuple[flo
 def build_detector(arch: str, num_classes: int, weights: str = "imagenet", *, min_size: int = 800,
                    max_size: int = 1333, trainable_layers: int = 3, mean: tuple[float, ...] | None = None,
                    std: tuple[float, ...] | None = None, head_size: int = 1024,
-                   rois_per_image: int = 512) -> FasterRCNN:
+                   rois_per_image: int = 512, proposals: int = 0,
+                   box_score_thresh: float = BOX_SCORE_FLOOR) -> FasterRCNN:
     """Build a Faster R-CNN for ``num_classes`` organism classes (background is added here).
 
     Args:
@@ -95,13 +99,18 @@ def build_detector(arch: str, num_classes: int, weights: str = "imagenet", *, mi
         std: pixel std.
         head_size: width of the box head (EfficientNet-Lite0 detector only; torchvision's use 1024).
         rois_per_image: region proposals sampled per photo to train the box head.
+        proposals: region proposals kept per photo at inference (0: torchvision's 1000); fewer is faster but
+            crowded photos lose organisms.
+        box_score_thresh: boxes scoring below this are dropped inside the model at inference.
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown detector architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     default_mean, default_std = normalization(arch, weights)
     kwargs = {"min_size": min_size, "max_size": max_size, "image_mean": list(mean or default_mean),
-              "image_std": list(std or default_std), "box_score_thresh": 0.001, "box_detections_per_img": 100,
-              "box_batch_size_per_image": rois_per_image}
+              "image_std": list(std or default_std), "box_score_thresh": box_score_thresh,
+              "box_detections_per_img": 100, "box_batch_size_per_image": rois_per_image}
+    if proposals:
+        kwargs |= {"rpn_pre_nms_top_n_test": 2 * proposals, "rpn_post_nms_top_n_test": proposals}
     if arch == "fasterrcnn_efficientnet_lite0_fpn":
         if weights == "coco":
             raise WeightsError("no COCO weights exist for fasterrcnn_efficientnet_lite0_fpn; use --weights imagenet")

@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from annotations.coco import CocoBuilder
-from annotations.io import ImageReadError, atomic_write_json, list_images, read_image
+from core.io import ImageReadError, atomic_write_json, list_images, read_image
 from detector.predict import Detector
 
 LOGGER = logging.getLogger(__name__)
@@ -49,16 +49,18 @@ def propose(detector: Detector, folder: str | Path, out: str | Path, *, score_th
             b.problem("unreadable image", path, exc.reason)
             continue
         image = b.add_image(path, photo.shape[1], photo.shape[0])
+        assert image is not None, "a decoded photo with its size is always added"
         det = detector.predict(photo, score_threshold)
         order = det["scores"].argsort()[::-1]
         if max_per_photo:
             order = order[:max_per_photo]
+        kept = 0
         for i in order:
             x, y, w, h = (float(v) for v in det["boxes"][i])
-            b.add_box(image, cls, (x, y, x + w, y + h), path)
-            b.annotations[-1]["score"] = round(float(det["scores"][i]), 4)
-        found += len(order)
-        empty += not len(order)
+            if b.add_box(image, cls, (x, y, x + w, y + h), path, score=round(float(det["scores"][i]), 4)):
+                kept += 1
+        found += kept
+        empty += not kept
     coco = b.to_coco(f"propose:{folder} with {detector.info.get('model_version')}")
     atomic_write_json(out, coco, indent=None)
     LOGGER.info("%s: %d photos, %d boxes, %d photos with none", out, len(coco["images"]), found, empty)

@@ -26,10 +26,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from annotations.coco import load_coco
-from annotations.config import add_config_arg, parse_with_config, write_resolved
-from annotations.io import atomic_torch_save, atomic_write_json
-from annotations.modelfile import resume_training, save_model_file
-from annotations.runtime import pick_device, seed_everything, seed_worker
+from core.config import HelpFormatter, add_config_arg, parse_with_config, write_resolved
+from core.defaults import DETECTOR_SCORE_THRESHOLD
+from core.io import atomic_write_json
+from core.modelfile import resume_training, save_checkpoint, save_model_file
+from core.runtime import pick_device, seed_everything, seed_worker
 from detector.data import PRESETS, CocoDetectionDataset, build_augmentation, collate
 from detector.models import ARCHITECTURES, build_detector, normalization
 
@@ -38,21 +39,20 @@ LOGGER = logging.getLogger(__name__)
 
 def get_args_parser() -> argparse.ArgumentParser:
     """Options of ``taxolens detector train``."""
-    p = argparse.ArgumentParser(prog="taxolens detector train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="taxolens detector train", description=__doc__, formatter_class=HelpFormatter)
     add_config_arg(p, "detector")
     p.add_argument("--train", required=True, help="training boxes, canonical COCO JSON")
     p.add_argument("--val", default=None, help="validation boxes, canonical COCO JSON (evaluated at the end)")
     p.add_argument("--out", required=True, help="run folder (an existing run there is resumed)")
-    p.add_argument("--arch", default="fasterrcnn_resnet50_fpn_v2", choices=ARCHITECTURES)
+    p.add_argument("--arch", default="fasterrcnn_resnet50_fpn_v2", choices=ARCHITECTURES, help="network")
     p.add_argument("--weights", default="coco", help="coco | imagenet | none | path to a local state dict")
     p.add_argument("--class-agnostic", action="store_true", help="one class, organism: a detector that localizes")
-    p.add_argument("--augment", default="standard", choices=PRESETS)
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--lr", type=float, default=0.02)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--augment", default="standard", choices=PRESETS, help="augmentation preset")
+    p.add_argument("--epochs", type=int, default=12, help="passes over the training photos")
+    p.add_argument("--batch-size", type=int, default=2, help="photos per training step")
+    p.add_argument("--lr", type=float, default=0.02, help="SGD learning rate")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="SGD weight decay")
     p.add_argument("--clip-grad", type=float, default=10.0, help="gradient norm clipping (0: off)")
     p.add_argument("--warmup-iters", type=int, default=200, help="linear learning-rate warm-up in the first epoch")
     p.add_argument("--lr-steps", type=int, nargs="*", default=None, help="epochs at which lr x 0.1 (default: 75%%)")
@@ -61,12 +61,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--trainable-layers", type=int, default=3, help="backbone stages trained")
     p.add_argument("--head-size", type=int, default=1024, help="box head width (efficientnet_lite0 detector only)")
     p.add_argument("--rois-per-image", type=int, default=512, help="proposals sampled per photo for the box head")
-    p.add_argument("--score-threshold", type=float, default=0.5, help="stored in the model file for the pipeline")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--score-threshold", type=float, default=DETECTOR_SCORE_THRESHOLD,
+                   help="stored in the model file for the pipeline")
+    p.add_argument("--seed", type=int, default=0, help="random seed (order, augmentations)")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="photo-loading processes")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                   help="auto: CUDA, then MPS, then CPU")
     p.add_argument("--max-steps-per-epoch", type=int, default=0, help="batches per epoch at most (0: all)")
-    p.add_argument("--no-eval", action="store_true")
+    p.add_argument("--no-eval", action="store_true", help="skip the COCO evaluation on --val at the end")
     return p
 
 
@@ -130,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     seed_everything(args.seed)
     device = pick_device(args.device)
     coco = load_coco(args.train)
-    dataset = CocoDetectionDataset(coco, build_augmentation(args.augment, seed=args.seed), args.class_agnostic)
+    augmentation = build_augmentation(args.augment, seed=args.seed)
+    dataset = CocoDetectionDataset(coco, augmentation, args.class_agnostic)
     if len(dataset) == 0:
         raise ValueError(f"{args.train}: no images")
     class_names = dataset.class_names
@@ -158,17 +161,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     for epoch in range(start_epoch, args.epochs):
         seed_everything(args.seed * 1000 + epoch)
-        dataset.transform.set_random_seed(args.seed * 1000 + epoch)
+        augmentation.set_random_seed(args.seed * 1000 + epoch)
         row = train_one_epoch(model, optimizer, loader, device, epoch, scaler, args.warmup_iters,
                               args.max_steps_per_epoch, args.clip_grad)
         scheduler.step()
         history.append({"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], **row})
         LOGGER.info("epoch %d/%d: loss %.4f, %.2f it/s, %.2f images/s (%.0f s)", epoch + 1, args.epochs,
                     row["loss"], row["iterations_per_second"] or 0, row["images_per_second"] or 0, row["seconds"])
-        atomic_torch_save({"arch": args.arch, "class_names": class_names, "epoch": epoch + 1,
-                           "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                           "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
-                           "history": history}, ckpt_path)
+        save_checkpoint(ckpt_path, arch=args.arch, class_names=class_names, epoch=epoch + 1, model=model,
+                        optimizer=optimizer, scheduler=scheduler, scaler=scaler, history=history)
         atomic_write_json(out / "history.json", history)
 
     n_boxes = len(coco["annotations"])

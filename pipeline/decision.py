@@ -13,7 +13,6 @@ import numpy as np
 from classifier.metrics import accepts
 
 UNCERTAIN = "uncertain"
-NO_ORGANISM = "no organism found"
 
 
 def decide(*, probabilities: Sequence[float], class_names: Sequence[str], threshold: float,

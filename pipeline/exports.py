@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 
-from annotations.io import atomic_write_json
+from core.io import atomic_write_csv, atomic_write_json
 from pipeline.decision import UNCERTAIN
 
 LOGGER = logging.getLogger(__name__)
@@ -31,13 +30,7 @@ def write_csv(records: list[dict], path: str | Path) -> None:
             for k, t in enumerate(d["top"][:3], start=1):
                 row[f"top{k}"], row[f"top{k}_probability"] = t["taxon"], t["probability"]
             rows.append(row)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(path).with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(path)
+    atomic_write_csv(path, CSV_FIELDS, rows)
 
 
 def coco_results(records: list[dict], class_names: list[str], gt: dict | None = None) -> tuple[list[dict], dict]:
@@ -58,6 +51,7 @@ def coco_results(records: list[dict], class_names: list[str], gt: dict | None = 
         images = {"images": [], "categories": [{"id": i, "name": n} for n, i in cat_by_name.items()]}
     results = []
     for n, r in enumerate(records, start=1):
+        image_id: int | None
         if gt is None:
             image_id = n
             images["images"].append({"id": n, "file_name": r["file"], "width": r.get("width"),

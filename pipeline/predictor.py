@@ -7,17 +7,23 @@ them as one batch and all their crops are classified as one batch.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from annotations.crops import crop_box
-from annotations.runtime import pick_device
 from classifier.predict import Classifier
+from core.crops import crop_box
+from core.defaults import MAX_PIXELS
+from core.io import ImageReadError, read_image
+from core.modelfile import load_model_file
+from core.runtime import pick_device
 from detector.predict import Detector
 from pipeline.decision import decide
+from pipeline.records import SOURCE_DETECTOR, SOURCE_WHOLE_PHOTO, make_record
 
 
 def detector_input(image: np.ndarray, min_size: int, max_size: int) -> tuple[torch.Tensor, float]:
@@ -37,6 +43,21 @@ def detector_input(image: np.ndarray, min_size: int, max_size: int) -> tuple[tor
     return resized, resized.shape[2] / w
 
 
+def load_photo(path: str | os.PathLike, name: str, min_size: int, max_size: int,
+               max_pixels: int = MAX_PIXELS) -> dict:
+    """A photo ready for :meth:`Pipeline.process_items`: ``{file, image, input}``, or ``{file, failure}``.
+
+    Never raises for a bad photo: a run of thousands goes on, and the failure becomes that photo's record.
+    """
+    try:
+        image = read_image(path, max_pixels=max_pixels)
+    except ImageReadError as exc:
+        return {"file": name, "failure": exc.reason}
+    except Exception as exc:  # a decoder bug must not stop a run of thousands of photos
+        return {"file": name, "failure": f"could not decode ({exc.__class__.__name__}: {exc})"}
+    return {"file": name, "image": image, "input": detector_input(image, min_size, max_size)}
+
+
 @dataclass
 class Pipeline:
     """Detector and classifier with the settings that decide what is reported."""
@@ -47,7 +68,6 @@ class Pipeline:
     threshold: float
     classify_whole_photo: bool = False
     proposals: int = 0
-    min_score_threshold: float | None = None
     settings: dict = field(default_factory=dict)
 
     @classmethod
@@ -55,35 +75,24 @@ class Pipeline:
                    score_threshold: float | None = None, threshold: float | None = None,
                    classify_whole_photo: bool = False, proposals: int = 0,
                    min_score_threshold: float | None = None) -> Pipeline:
-        """Load both release files; thresholds default to the ones the model files carry."""
-        dev = pick_device(device)
-        det = Detector.from_file(detector, dev)
-        clf = Classifier.from_file(classifier, dev)
-        pipe = cls(det, clf, det.score_threshold if score_threshold is None else score_threshold,
-                   clf.threshold if threshold is None else threshold, classify_whole_photo, proposals,
-                   min_score_threshold)
-        pipe.configure()
-        return pipe
-
-    def configure(self) -> None:
-        """Speed settings that leave every reported box unchanged.
+        """Load both release files; thresholds default to the ones the model files carry.
 
         Only boxes at or above the score threshold are reported, so the detector drops the rest itself
         (down to ``min_score_threshold`` where a caller such as the web app lowers the score per call): the
         same boxes, less work. ``proposals`` (0: the model's 1000) caps the region proposals per photo;
         fewer is faster but not the same: at 300, crowded photos lose organisms (see BENCHMARKS.md).
         """
-        rpn, heads = self.detector.model.rpn, self.detector.model.roi_heads
-        if self.proposals:
-            rpn._pre_nms_top_n["testing"] = max(self.proposals, 2 * self.proposals)
-            rpn._post_nms_top_n["testing"] = self.proposals
-        floor = self.score_threshold if self.min_score_threshold is None else self.min_score_threshold
-        heads.score_thresh = max(min(floor, self.score_threshold), 0.0)
-        self.settings = {"score_threshold": self.score_threshold, "threshold": self.threshold,
-                         "classify_whole_photo": self.classify_whole_photo, "proposals": self.proposals,
-                         "crop_padding": self.classifier.preprocessing.crop_padding,
-                         "detector_min_size": self.detector.info["min_size"],
-                         "detector_max_size": self.detector.info["max_size"]}
+        dev = pick_device(device)
+        clf = Classifier.from_file(classifier, dev)
+        det_file = load_model_file(detector, "detector")
+        score = float(det_file["score_threshold"]) if score_threshold is None else score_threshold
+        floor = max(min(score, score if min_score_threshold is None else min_score_threshold), 0.0)
+        det = Detector.from_loaded(det_file, dev, proposals=proposals, score_floor=floor)
+        return cls(det, clf, score, clf.threshold if threshold is None else threshold, classify_whole_photo,
+                   proposals, {"score_threshold": score, "threshold": clf.threshold if threshold is None else threshold,
+                               "classify_whole_photo": classify_whole_photo, "proposals": proposals,
+                               "crop_padding": clf.preprocessing.crop_padding,
+                               "detector_min_size": det.info["min_size"], "detector_max_size": det.info["max_size"]})
 
     @property
     def model_version(self) -> str:
@@ -93,6 +102,11 @@ class Pipeline:
     def detector_input(self, image: np.ndarray) -> tuple[torch.Tensor, float]:
         """The photo resized as the detector would resize it (see :func:`detector_input`)."""
         return detector_input(image, self.detector.info["min_size"], self.detector.info["max_size"])
+
+    def load(self, path: str | os.PathLike, name: str | None = None, max_pixels: int = MAX_PIXELS) -> dict:
+        """:func:`load_photo` with this pipeline's detector sizes."""
+        return load_photo(path, name or Path(path).name, self.detector.info["min_size"],
+                          self.detector.info["max_size"], max_pixels)
 
     def process_batch(self, images: list[np.ndarray], inputs: list[tuple[torch.Tensor, float]] | None = None,
                       score_threshold: float | None = None, threshold: float | None = None) -> list[list[dict]]:
@@ -107,40 +121,63 @@ class Pipeline:
         if not images:
             return []
         thr = self.threshold if threshold is None else threshold
-        score = self.score_threshold if score_threshold is None else score_threshold
-        if score < self.detector.model.roi_heads.score_thresh:
-            raise ValueError(f"score threshold {score} is below {self.detector.model.roi_heads.score_thresh}, "
-                             "the lowest this pipeline was configured for (min_score_threshold)")
+        score_thr = self.score_threshold if score_threshold is None else score_threshold
         inputs = inputs or [self.detector_input(im) for im in images]
-        dets = self.detector.batch_predict_tensors([t for t, _ in inputs], score)
-        crops, owners = [], []
-        for i, (image, det, (_, scale)) in enumerate(zip(images, dets, inputs)):
+        dets = self.detector.batch_predict_tensors([t for t, _ in inputs], score_thr)
+        crops, sources = [], []
+        for image, det, (_, scale) in zip(images, dets, inputs):
             det["boxes"] = det["boxes"] / scale
-            det["source"] = "detector"
+            source = SOURCE_DETECTOR
             if not len(det["boxes"]) and self.classify_whole_photo:
                 h, w = image.shape[:2]
-                det.update(boxes=np.array([[0, 0, w, h]], np.float32), scores=np.array([np.nan]), labels=[None],
-                           source="whole_photo")
-            for box in det["boxes"]:
-                crops.append(crop_box(image, box, self.classifier.preprocessing.crop_padding))
-                owners.append(i)
+                det.update(boxes=np.array([[0, 0, w, h]], np.float32), scores=np.array([np.nan]), labels=[None])
+                source = SOURCE_WHOLE_PHOTO
+            sources.append(source)
+            crops += [crop_box(image, box, self.classifier.preprocessing.crop_padding) for box in det["boxes"]]
         probs = self.classifier.batch_predict(crops)
         results: list[list[dict]] = [[] for _ in images]
         k = 0
         for i, det in enumerate(dets):
             h, w = images[i].shape[:2]
-            for box, score, label in zip(det["boxes"], det["scores"], det["labels"]):
+            for box, box_score, label in zip(det["boxes"], det["scores"], det["labels"]):
                 x, y, bw, bh = (float(v) for v in box)
                 x, y = max(0.0, x), max(0.0, y)
                 decision = decide(probabilities=probs[k], class_names=self.classifier.class_names, threshold=thr,
                                   class_thresholds=self.classifier.info.get("class_thresholds"))
                 box_xywh = [round(x, 1), round(y, 1), round(min(bw, w - x), 1), round(min(bh, h - y), 1)]
                 results[i].append({"box": box_xywh,
-                                   "detector_score": None if np.isnan(score) else round(float(score), 4),
-                                   "detector_label": label, "source": det["source"], **decision})
+                                   "detector_score": None if np.isnan(box_score) else round(float(box_score), 4),
+                                   "detector_label": label, "source": sources[i], **decision})
                 k += 1
         return results
 
-    def process(self, image: np.ndarray, **overrides: float | None) -> list[dict]:
+    def process(self, image: np.ndarray, score_threshold: float | None = None,
+                threshold: float | None = None) -> list[dict]:
         """Detections with decisions for one photo."""
-        return self.process_batch([image], **overrides)[0]
+        return self.process_batch([image], None, score_threshold, threshold)[0]
+
+    def process_items(self, items: list[dict], score_threshold: float | None = None,
+                      threshold: float | None = None) -> list[dict]:
+        """Records for photos from :func:`load_photo` (failures included), in order: the one record maker."""
+        t0 = time.perf_counter()
+        ok = [it for it in items if "failure" not in it]
+        found = self.process_batch([it["image"] for it in ok], [it["input"] for it in ok], score_threshold,
+                                   threshold) if ok else []
+        per_photo = (time.perf_counter() - t0) / max(len(ok), 1)
+        by_file = {it["file"]: dets for it, dets in zip(ok, found)}
+        records = []
+        for it in items:
+            if "failure" in it:
+                records.append(make_record(it["file"], None, None, self.model_version, failure=it["failure"]))
+            else:
+                h, w = it["image"].shape[:2]
+                records.append(make_record(it["file"], (w, h), by_file[it["file"]], self.model_version,
+                                           seconds=per_photo))
+        return records
+
+    def process_file(self, path: str | os.PathLike, name: str | None = None, max_pixels: int = MAX_PIXELS,
+                     score_threshold: float | None = None,
+                     threshold: float | None = None) -> tuple[dict, np.ndarray | None]:
+        """One photo file to its record (a failure record for a bad file), and the decoded photo if any."""
+        item = self.load(path, name, max_pixels)
+        return self.process_items([item], score_threshold, threshold)[0], item.get("image")

@@ -40,7 +40,7 @@ def draw_detections(image: np.ndarray, detections: list[dict], labels: list[str]
         colour = ACCEPTED_COLOUR if d["accepted"] else UNCERTAIN_COLOUR
         draw.rectangle([x, y, x + w, y + h], outline=colour, width=width)
         text = f"{i + 1}. {labels[i] if labels else label_of(d)}"
-        tx, ty = x + width, y - font.size - 6
+        tx, ty = x + width, y - getattr(font, "size", 11) - 6
         if ty < 0:  # no room above the box: write inside it
             ty = y + width
         bbox = draw.textbbox((tx, ty), text, font=font)

@@ -20,30 +20,22 @@ import json
 import logging
 import os
 import time
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from annotations.config import add_config_arg, parse_with_config
-from annotations.crops import crop_box
-from annotations.io import (
-    DEFAULT_MAX_PIXELS,
-    ImageReadError,
-    atomic_write_json,
-    list_images,
-    read_image,
-    read_jsonl,
-    sha256_file,
-)
-from annotations.modelfile import taxolens_version
-from pipeline.decision import NO_ORGANISM, UNCERTAIN
+from core.config import add_config_arg, parse_with_config
+from core.crops import crop_box
+from core.defaults import MAX_PIXELS
+from core.io import atomic_save_image, atomic_write_json, list_images, read_jsonl, sha256_file
+from core.modelfile import taxolens_version
 from pipeline.exports import write_exports
-from pipeline.predictor import Pipeline, detector_input
+from pipeline.predictor import Pipeline, load_photo
+from pipeline.records import summarize_records
 from pipeline.render import draw_detections
 
 LOGGER = logging.getLogger(__name__)
@@ -61,18 +53,11 @@ class PhotoDataset(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> dict:
-        rel = self.files[i]
-        try:
-            image = read_image(self.root / rel, max_pixels=self.max_pixels)
-        except ImageReadError as exc:
-            return {"file": rel, "failure": exc.reason}
-        except Exception as exc:  # a decoder bug must not stop a run of thousands of photos
-            return {"file": rel, "failure": f"could not decode ({exc.__class__.__name__}: {exc})"}
-        tensor, scale = detector_input(image, self.min_size, self.max_size)
-        return {"file": rel, "image": image, "input": (tensor, scale)}
+        return load_photo(self.root / self.files[i], self.files[i], self.min_size, self.max_size, self.max_pixels)
 
 
-def _as_list(batch: list) -> list:
+def collate_list(batch: list) -> list:
+    """DataLoader ``collate_fn`` that keeps a batch as the list of its items (photos differ in size)."""
     return batch
 
 
@@ -99,47 +84,20 @@ def model_info(path: str | Path, info: dict) -> dict:
             "weights_sha256": info["weights_sha256"]}
 
 
-def make_record(file: str, image_size: tuple[int, int] | None, detections: list[dict] | None, model_version: str,
-                failure: str | None = None, seconds: float | None = None) -> dict:
-    """One photo's record (see the README for every field)."""
-    if failure is not None:
-        return {"file": file, "status": "failed", "failure": failure, "detections": [],
-                "model_version": model_version}
-    whole = bool(detections) and detections[0]["source"] == "whole_photo"
-    result = NO_ORGANISM if not detections else ("whole photo classified" if whole else "organisms found")
-    return {"file": file, "status": "ok", "width": image_size[0], "height": image_size[1], "result": result,
-            "detections": detections, "model_version": model_version,
-            "seconds": None if seconds is None else round(seconds, 4)}
-
-
-def summarize(records: list[dict]) -> dict:
-    """Photos, organisms per taxon, uncertain, no organism, failures."""
-    taxa = Counter(d["taxon"] for r in records for d in r.get("detections", []) if d["taxon"] != UNCERTAIN)
-    return {"photos": len(records), "ok": sum(r["status"] == "ok" for r in records),
-            "failures": sum(r["status"] == "failed" for r in records),
-            "organisms": sum(len(r.get("detections", [])) for r in records),
-            "organisms_per_taxon": dict(sorted(taxa.items())),
-            "uncertain": sum(d["taxon"] == UNCERTAIN for r in records for d in r.get("detections", [])),
-            "no_organism": sum(r.get("result") == NO_ORGANISM for r in records)}
-
-
 def _save_extras(out: Path, rel: str, image, detections: list[dict], annotated: bool, crops: bool,
                  padding: float) -> None:
     stem = Path(rel).with_suffix("")
     if annotated:
-        dest = out / "annotated" / f"{stem}.jpg"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(draw_detections(image, detections)).save(dest, quality=90)
+        atomic_save_image(draw_detections(image, detections), out / "annotated" / f"{stem}.jpg", quality=90)
     if crops:
         for i, d in enumerate(detections, start=1):
             dest = out / "crops" / d["taxon"] / f"{str(stem).replace('/', '__')}_{i}.jpg"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(crop_box(image, d["box"], padding)).save(dest, quality=95)
+            atomic_save_image(crop_box(image, d["box"], padding), dest, quality=95)
 
 
 def run_folder(pipe: Pipeline, folder: str | Path, out: str | Path, *, batch_size: int = 4, workers: int = 1,
                formats: Sequence[str] = (), save_annotated: bool = False, save_crops: bool = False,
-               max_pixels: int = DEFAULT_MAX_PIXELS, coco_gt: dict | None = None,
+               max_pixels: int = MAX_PIXELS, coco_gt: dict | None = None,
                model_paths: tuple[str, str] | None = None) -> dict:
     """Run the pipeline over every photo under ``folder`` into ``out``; returns results.json's content."""
     folder, out = Path(folder), Path(out)
@@ -150,7 +108,7 @@ def run_folder(pipe: Pipeline, folder: str | Path, out: str | Path, *, batch_siz
         raise ValueError(f"{folder}: no photos found (JPEG, PNG, TIFF, WebP or BMP, searched recursively)")
     out.mkdir(parents=True, exist_ok=True)
     det_path, clf_path = model_paths or (pipe.detector.info["path"], pipe.classifier.info["path"])
-    info = {"taxolens_version": taxolens_version(), "folder": str(folder.resolve()),
+    info: dict[str, Any] = {"taxolens_version": taxolens_version(), "folder": str(folder.resolve()),
             "detector": model_info(det_path, pipe.detector.info),
             "classifier": model_info(clf_path, pipe.classifier.info), "settings": pipe.settings}
     run_json = out / "run.json"
@@ -167,29 +125,19 @@ def run_folder(pipe: Pipeline, folder: str | Path, out: str | Path, *, batch_siz
     if done:
         LOGGER.info("resuming: %d of %d photos already done", len(files) - len(todo), len(files))
     ds = PhotoDataset(folder, todo, pipe.detector.info["min_size"], pipe.detector.info["max_size"], max_pixels)
-    loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=_as_list,
+    loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_list,
                         prefetch_factor=4 if workers else None, persistent_workers=False)
     start = time.perf_counter()
-    version = pipe.model_version
     padding = pipe.classifier.preprocessing.crop_padding
     bar = tqdm(total=len(files), initial=len(files) - len(todo), desc="photos", unit="photo", smoothing=0.1)
     with open(jsonl, "a", encoding="utf-8") as fh:
         for batch in loader:
-            t0 = time.perf_counter()
-            ok = [b for b in batch if "failure" not in b]
-            results = pipe.process_batch([b["image"] for b in ok], [b["input"] for b in ok]) if ok else []
-            per_photo = (time.perf_counter() - t0) / max(len(ok), 1)
-            by_file = {b["file"]: r for b, r in zip(ok, results)}
-            for b in batch:
-                if "failure" in b:
-                    LOGGER.warning("%s: %s", folder / b["file"], b["failure"])
-                    record = make_record(b["file"], None, None, version, failure=b["failure"])
-                else:
-                    dets = by_file[b["file"]]
-                    h, w = b["image"].shape[:2]
-                    record = make_record(b["file"], (w, h), dets, version, seconds=per_photo)
-                    if save_annotated or save_crops:
-                        _save_extras(out, b["file"], b["image"], dets, save_annotated, save_crops, padding)
+            for item, record in zip(batch, pipe.process_items(batch)):
+                if "failure" in item:
+                    LOGGER.warning("%s: %s", folder / item["file"], item["failure"])
+                elif save_annotated or save_crops:
+                    _save_extras(out, item["file"], item["image"], record["detections"], save_annotated,
+                                 save_crops, padding)
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
                 fh.flush()
             bar.update(len(batch))
@@ -201,7 +149,7 @@ def run_folder(pipe: Pipeline, folder: str | Path, out: str | Path, *, batch_siz
     info["finished"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     info["timings"] = {"seconds_this_run": round(elapsed, 2), "photos_this_run": len(todo),
                        "photos_per_second": round(len(todo) / elapsed, 3) if elapsed and todo else None}
-    info["summary"] = summarize(records)
+    info["summary"] = summarize_records(records)
     result = {"info": info, "images": records}
     atomic_write_json(out / "results.json", result, indent=1)
     write_exports(list(formats), records, info, out, pipe.detector.class_names, pipe.classifier.class_names, coco_gt)
@@ -234,7 +182,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--proposals", type=int, default=0,
                    help="region proposals per photo (0: the model's 1000); fewer is faster but misses organisms "
                         "in crowded photos")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: one per core)")
     return p
 

@@ -5,22 +5,19 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
-from annotations.config import CONFIG_DIR
+from core.config import packaged, read_yaml
 
 LANGUAGES = ("en", "es", "gl")
 RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 
 
 @lru_cache(maxsize=4)
-def load_species(path: str | Path = CONFIG_DIR / "species.yaml") -> dict[str, dict]:
-    """Entries by scientific name; each alias (lower case) also points to its entry."""
-    p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"{p}: cannot read species cards ({exc})") from exc
+def load_species(path: str | Path | None = None) -> dict[str, dict]:
+    """Entries by scientific name; each alias (lower case) also points to its entry.
+
+    ``path`` defaults to the packaged ``configs/species.yaml``.
+    """
+    raw = read_yaml(Path(path) if path else packaged("species.yaml")) or {}
     index: dict[str, dict] = {}
     for name, entry in raw.items():
         card = {"scientific_name": name, **entry}

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from annotations.modelfile import save_model_file
 from classifier.models import Preprocessing, build_classifier
+from core.modelfile import save_model_file
 from detector.models import IMAGENET_MEAN, IMAGENET_STD, build_detector
 
 SHARED_DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()

@@ -11,7 +11,7 @@ from tests.conftest import shared
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
     """The whole demo without the web app: detector, proposals, crops, classifier, folder run (~20 min on 2 cores)."""
-    from pipeline import demo
+    from tools import demo
 
     shared("bees-hornets")
     assert demo.main(["--out", str(tmp_path / "demo"), "--no-app"]) == 0
@@ -35,3 +35,7 @@ def test_training_on_cuda_uses_amp(tiny_classes, tiny_coco, tmp_path):
                      "fasterrcnn_resnet50_fpn_v2", "--weights", "none", "--epochs", "1", "--device", "cuda",
                      "--min-size", "128", "--max-size", "128"])
     assert d["history"]["images_per_second"] > 0
+    # AMP ran: each checkpoint holds the state of a gradient scaler that scaled the losses
+    for run in ("c", "d"):
+        scaler = torch.load(tmp_path / run / "checkpoint.pt", weights_only=True)["scaler"]
+        assert scaler is not None and scaler["scale"] > 0 and scaler["_growth_tracker"] >= 0

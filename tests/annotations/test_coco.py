@@ -7,8 +7,8 @@ from pycocotools.coco import COCO
 
 from annotations.coco import import_annotations, load_coco, make_class_agnostic
 from annotations.commands import export_crops, split_main, stats, validate
-from annotations.crops import crop_box, crop_region
-from annotations.io import read_image
+from core.crops import crop_box, crop_region
+from core.io import read_image
 from tests.conftest import make_scene, shared
 
 

@@ -6,10 +6,10 @@ from classifier.metrics import (
     accepts,
     cohen_kappa,
     confusion_matrix,
+    confusion_summary,
     evaluate_probabilities,
     knee,
     per_class,
-    summarize,
     threshold_sweep,
 )
 
@@ -50,7 +50,7 @@ def test_per_class_by_hand():
 
 
 def test_summary_accuracy():
-    s = summarize(Y_TRUE, Y_PRED, NAMES)
+    s = confusion_summary(Y_TRUE, Y_PRED, NAMES)
     assert s["accuracy"] == pytest.approx(4 / 6) and s["n"] == 6
 
 

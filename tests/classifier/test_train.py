@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from annotations.modelfile import ModelFileError, load_model_file
 from classifier import train
 from classifier.data import load_class_data
 from classifier.predict import Classifier
+from core.modelfile import ModelFileError, load_model_file
 from tests.conftest import make_photo, shared
 
 FAST = ["--arch", "resnet18", "--weights", "none", "--input-size", "32", "--batch-size", "8", "--lr", "0.01",
@@ -41,7 +41,7 @@ def test_release_file_round_trips_with_weights_only(tiny_classes, tmp_path):
     assert raw["class_names"] == ["blue", "green", "red"] and raw["threshold"] == 0.94
     assert raw["preprocessing"]["input_size"] == 32
     clf = Classifier.from_file(path)
-    from annotations.io import read_image
+    from core.io import read_image
 
     probs = clf.predict(read_image(make_photo(tmp_path / "p.jpg", (220, 30, 30))))
     assert probs.shape == (3,) and probs.sum() == pytest.approx(1.0, abs=1e-5)
@@ -83,7 +83,7 @@ def test_resumed_run_equals_uninterrupted_run(tiny_classes, tmp_path):
 
 def test_resume_after_kill_9(tiny_classes, tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "pipeline.cli", "classifier", "train", "--data", str(tiny_classes),
+    cmd = [sys.executable, "-m", "tools.cli", "classifier", "train", "--data", str(tiny_classes),
            "--out", str(out), "--epochs", "12", "--no-eval", *FAST]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -123,16 +123,22 @@ def test_dataset_report_and_group_split(tiny_classes):
     assert val_groups and not train_groups & val_groups
     rows = {r["class"]: r for r in data.report()["classes"]}
     assert rows["red"]["total"] == 12 and rows["red"]["imbalance"] == 1.0
-    assert rows["red"]["train"] + rows["red"]["test"] == 12
+    assert rows["red"]["train"] + rows["red"]["val"] == 12
 
 
-def test_unknown_architecture_and_config_key(tmp_path, tiny_classes):
-    with pytest.raises(SystemExit):
+def test_unknown_architecture_and_config_key(tmp_path, tiny_classes, capsys):
+    with pytest.raises(SystemExit) as exc:
         train.main(["--data", str(tiny_classes), "--out", str(tmp_path), "--arch", "vgg99"])
+    assert exc.value.code == 2 and "invalid choice: 'vgg99'" in capsys.readouterr().err
     cfg = tmp_path / "c.yaml"
     cfg.write_text("lernrate: 0.1\n")
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exc:
         train.main(["--config", str(cfg), "--data", str(tiny_classes), "--out", str(tmp_path)])
+    assert exc.value.code == 2 and f"{cfg}: unknown setting(s) lernrate" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.main(["--config", "no-such-profile", "--data", str(tiny_classes), "--out", str(tmp_path)])
+    assert "no packaged profile 'no-such-profile'" in capsys.readouterr().err
+    assert not (tmp_path / "model.pt").exists()
 
 
 def test_fine_tune_on_real_photos_beats_chance(tmp_path):

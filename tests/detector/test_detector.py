@@ -1,12 +1,13 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from annotations.coco import load_coco
-from annotations.crops import crop_box
-from annotations.io import read_image
-from annotations.modelfile import ModelFileError, load_model_file
+from core.crops import crop_box, crop_region
+from core.io import read_image
+from core.modelfile import ModelFileError, load_model_file
 from detector import train
 from detector.data import CocoDetectionDataset, build_augmentation
 from detector.evaluate import coco_metrics, found_and_false
@@ -88,9 +89,10 @@ def test_class_agnostic_training_has_one_class(tiny_coco, tmp_path):
     assert raw["class_names"] == ["organism"] and raw["class_agnostic"] is True
 
 
-def test_crop_of_a_detection_is_deterministic(tiny_coco):
-    gt = load_coco(tiny_coco)
-    photo = read_image(tiny_coco.parent / gt["images"][1]["file_name"])
-    a = crop_box(photo, [10.4, 11.6, 30.2, 24.9])
-    b = crop_box(photo.copy(), (10.4, 11.6, 30.2, 24.9))
-    assert a.shape == b.shape and (a == b).all()
+def test_crop_geometry_pads_and_clips():
+    photo = np.arange(80 * 96 * 3, dtype=np.uint8).reshape(80, 96, 3)
+    # 20 % of a 30 x 20 box: 6 px left and right, 4 px above and below
+    assert crop_region([10, 10, 30, 20], 96, 80, 0.2) == (4, 6, 46, 34)
+    assert crop_region([0, 70, 30, 20], 96, 80, 0.2) == (0, 66, 36, 80)  # clipped at the photo's edges
+    assert crop_box(photo, [10, 10, 30, 20], 0.2).shape == (28, 42, 3)
+    assert crop_region([95.5, 79.5, 0.1, 0.1], 96, 80, 0.0) == (95, 79, 96, 80)  # at least one pixel

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from annotations.io import read_jsonl
+from core.io import read_jsonl
 from detector.evaluate import coco_metrics
-from pipeline.cli import main as cli
-from pipeline.decision import NO_ORGANISM
+from pipeline.exports import coco_results
+from pipeline.records import RESULT_NO_ORGANISM
 from tests.conftest import make_scene
+from tools.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,9 +80,18 @@ def test_coco_export_scores_with_pycocotools(tiny_models, tiny_coco, tmp_path):
                  "--format", "coco", "--coco-gt", tiny_coco.parent / "agnostic.json", "--workers", "0"]) == 0
     results = json.loads((out / "results_coco.json").read_text())
     assert results and {"image_id", "category_id", "bbox", "score"} <= set(results[0])
-    assert {r["image_id"] for r in results} <= {im["id"] for im in gt["images"]}
-    m = coco_metrics({**gt, "image_root": str(tiny_coco.parent)}, results)
-    assert 0.0 <= m["AP"] <= 1.0 and 0.0 <= m["AR100"] <= 1.0
+    records = {r["file"]: r for r in json.loads((out / "results.json").read_text())["images"]}
+    ids = {im["id"]: Path(im["file_name"]).name for im in gt["images"]}
+    # every result sits on the ground truth's id of its own photo, with that photo's boxes
+    for r in results:
+        assert r["category_id"] == 1 and r["bbox"] in [d["box"] for d in records[ids[r["image_id"]]]["detections"]]
+    assert len(results) == sum(len(r["detections"]) for r in records.values())
+    # and COCOeval reads the export: the ground truth's own boxes, exported the same way, score AP 1
+    perfect = [{"file": im["file_name"].split("/")[-1], "status": "ok",
+                "detections": [{"box": a["bbox"], "detector_score": 0.9, "top": [{"taxon": "x", "probability": 1.0}]}
+                               for a in gt["annotations"] if a["image_id"] == im["id"]]} for im in gt["images"]]
+    exported, _ = coco_results(perfect, ["x"], {**gt, "image_root": str(tiny_coco.parent)})
+    assert coco_metrics({**gt, "image_root": str(tiny_coco.parent)}, exported)["AP"] == pytest.approx(1.0)
 
 
 def test_bad_files_become_failure_records(tiny_models, tmp_path):
@@ -132,7 +142,7 @@ def test_whole_photo_option_and_no_organism(tiny_models, tmp_path):
     base = [folder, "--detector", det, "--classifier", clf, "--workers", "0", "--score-threshold", "1.01"]
     assert _run([*base, "--out", tmp_path / "a"]) == 0
     recs = json.loads((tmp_path / "a" / "results.json").read_text())["images"]
-    assert all(r["result"] == NO_ORGANISM and r["detections"] == [] for r in recs)
+    assert all(r["result"] == RESULT_NO_ORGANISM and r["detections"] == [] for r in recs)
     assert _run([*base, "--out", tmp_path / "b", "--classify-whole-photo"]) == 0
     recs = json.loads((tmp_path / "b" / "results.json").read_text())["images"]
     for r in recs:
@@ -145,7 +155,7 @@ def test_killed_run_resumes_with_one_record_per_photo(tiny_models, tmp_path):
     det, clf = tiny_models
     folder = _folder(tmp_path, n=24)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "pipeline.cli", "run", str(folder), "--detector", str(det), "--classifier",
+    cmd = [sys.executable, "-m", "tools.cli", "run", str(folder), "--detector", str(det), "--classifier",
            str(clf), "--out", str(out), "--workers", "0", "--batch-size", "1"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -184,7 +194,7 @@ def test_resume_refuses_other_models(tiny_models, tmp_path, capsys):
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_pipeline_batches_give_the_same_answers(tiny_models, batch, tmp_path):
-    from annotations.io import read_image
+    from core.io import read_image
     from pipeline.predictor import Pipeline
 
     det, clf = tiny_models

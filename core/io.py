@@ -6,20 +6,23 @@ corrupt files are handled once, and every error names the file and what is wrong
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from core.defaults import MAX_PIXELS
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
-DEFAULT_MAX_PIXELS = 100_000_000  # 100 megapixels: far above any camera, far below a decompression bomb.
 
 
 class ImageReadError(ValueError):
@@ -65,7 +68,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read a photo as an ``HxWx3`` uint8 RGB array, upright as the camera meant it.
 
     Args:
@@ -92,8 +95,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                         p, f"image too large to decode safely: {w}x{h} = {w * h} pixels > limit {max_pixels}"
                     )
                 img.load()
-                img = ImageOps.exif_transpose(img)
-                rgb = _to_rgb(img)
+                rgb = _to_rgb(ImageOps.exif_transpose(img))
     except ImageReadError:
         raise
     except UnidentifiedImageError as exc:
@@ -105,7 +107,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     return np.array(rgb)  # a writable copy: torch.from_numpy warns on read-only arrays
 
 
-def check_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+def check_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
     """Decode a photo fully and return its upright ``(width, height)``; raises :class:`ImageReadError`."""
     arr = read_image(path, max_pixels=max_pixels)
     return arr.shape[1], arr.shape[0]
@@ -127,7 +129,11 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
-def _atomic_write(path: str | os.PathLike, write: Any, mode: str) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[IO], Any], mode: str = "w") -> None:
+    """The one atomic writer: ``write(fh)`` fills a temporary file beside ``path``, which then replaces it.
+
+    Readers see the old file or the whole new one, never a half; a failure leaves no temporary file.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -145,7 +151,7 @@ def _atomic_write(path: str | os.PathLike, write: Any, mode: str) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write text so that readers see the old file or the whole new one, never a half."""
-    _atomic_write(path, lambda fh: fh.write(text), "w")
+    atomic_write(path, lambda fh: fh.write(text), "w")
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
@@ -157,7 +163,30 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` through a temporary file and ``os.replace``: a kill never leaves half a checkpoint."""
     import torch
 
-    _atomic_write(path, lambda fh: torch.save(obj, fh), "wb")
+    atomic_write(path, lambda fh: torch.save(obj, fh), "wb")
+
+
+def atomic_write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence[Any] | Mapping[str, Any]]
+                     ) -> None:
+    """Atomically write a CSV file: ``header``, then ``rows`` (sequences, or mappings keyed by the header)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([row.get(k, "") for k in header] if isinstance(row, Mapping) else row)
+    atomic_write(path, lambda fh: fh.write(buffer.getvalue()), "w")
+
+
+def atomic_save_figure(figure: Any, path: str | os.PathLike, dpi: int = 120) -> None:
+    """Atomically save a matplotlib figure (format from the file's extension)."""
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    atomic_write(path, lambda fh: figure.savefig(fh, dpi=dpi, format=fmt), "wb")
+
+
+def atomic_save_image(image: np.ndarray, path: str | os.PathLike, **params: Any) -> None:
+    """Atomically save an RGB array as a photo (format from the file's extension; ``params`` go to Pillow)."""
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
+    atomic_write(path, lambda fh: Image.fromarray(image).save(fh, format=fmt, **params), "wb")
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

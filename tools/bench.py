@@ -44,7 +44,7 @@ def _peak_rss_mb() -> float:
 
 
 def _photos(folder: str, limit: int) -> list[Path]:
-    from annotations.io import list_images
+    from core.io import list_images
 
     photos = list_images(folder)[:limit] if limit else list_images(folder)
     if not photos:
@@ -54,13 +54,13 @@ def _photos(folder: str, limit: int) -> list[Path]:
 
 def _child(args: argparse.Namespace) -> dict:
     """One mode, in this process; returns its figures."""
-    from annotations.crops import crop_box
-    from annotations.io import read_image
     from classifier.predict import Classifier
+    from core.crops import crop_box
+    from core.io import read_image
     from detector.predict import Detector
     from pipeline.decision import decide
     from pipeline.predictor import Pipeline
-    from pipeline.run import PhotoDataset, _as_list, run_folder
+    from pipeline.run import PhotoDataset, collate_list, run_folder
 
     photos = _photos(args.folder, args.limit)
     root = Path(args.folder)
@@ -98,7 +98,7 @@ def _child(args: argparse.Namespace) -> dict:
         clf = Classifier.from_file(args.classifier, "cpu")
         ds = PhotoDataset(root, files, det.info["min_size"], det.info["max_size"], 10**9)
         loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers,
-                                             collate_fn=_as_list)
+                                             collate_fn=collate_list)
         with torch.inference_mode():
             for batch in loader:
                 if args.mode == "detector":
@@ -155,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _photos(args.folder, args.limit)
     rows = {}
     for mode in args.modes:
-        cmd = [sys.executable, "-m", "pipeline.bench", args.folder, "--detector", args.detector, "--classifier",
+        cmd = [sys.executable, "-m", "tools.bench", args.folder, "--detector", args.detector, "--classifier",
                args.classifier, "--limit", str(args.limit), "--batch-size", str(args.batch_size), "--workers",
                str(args.workers), "--proposals", str(args.proposals), "--mode", mode]
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-DEFAULT_PADDING = 0.15
+from core.defaults import CROP_PADDING
 
 
 def crop_region(box_xywh: Sequence[float], width: int, height: int,
-                padding: float = DEFAULT_PADDING) -> tuple[int, int, int, int]:
+                padding: float = CROP_PADDING) -> tuple[int, int, int, int]:
     """Pixel rectangle ``(x0, y0, x1, y1)`` of a box grown by ``padding`` of its size on every side.
 
     The box is widened by ``padding * w`` left and right and ``padding * h`` above and below, so the
@@ -30,7 +30,7 @@ def crop_region(box_xywh: Sequence[float], width: int, height: int,
     return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
 
 
-def crop_box(image: np.ndarray, box_xywh: Sequence[float], padding: float = DEFAULT_PADDING) -> np.ndarray:
+def crop_box(image: np.ndarray, box_xywh: Sequence[float], padding: float = CROP_PADDING) -> np.ndarray:
     """The padded crop of ``box_xywh`` (pixels, x/y/width/height) from an ``HxWx3`` photo."""
     h, w = image.shape[:2]
     x0, y0, x1, y1 = crop_region(box_xywh, w, h, padding)

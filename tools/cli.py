@@ -1,7 +1,8 @@
 """The ``taxolens`` command: one entry point, a sub-command per stage.
 
-``taxolens classifier train|evaluate|compare|sweep|report-data``. Each sub-command's ``--help``
-lists its options.
+``taxolens annotations|detector|classifier COMMAND`` and ``taxolens run|bench|bench-app|app|demo``.
+Each sub-command's ``--help`` lists its options. This module sits on top of every package: it imports
+a command's module only when that command runs.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ COMMANDS: dict[str, dict[str, str]] = {
     },
 }
 # commands without a group
-TOP: dict[str, str] = {"run": "pipeline.run:main", "bench": "pipeline.bench:main",
-                       "bench-app": "pipeline.app_load:main", "app": "gradio_app:main", "demo": "pipeline.demo:main"}
+TOP: dict[str, str] = {"run": "pipeline.run:main", "bench": "tools.bench:main",
+                       "bench-app": "tools.bench_app:main", "app": "gradio_app:main", "demo": "tools.demo:main"}
 
 
 def _usage() -> str:
@@ -72,8 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _call(name: str, target: str, argv: list[str]) -> int:
     module, func = target.split(":")
-    from annotations.io import ImageReadError
-    from annotations.modelfile import ModelFileError, WeightsError
+    from core.io import ImageReadError
+    from core.modelfile import ModelFileError, WeightsError
 
     try:
         result = getattr(importlib.import_module(module), func)(argv)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from annotations.io import ImageReadError, atomic_write_json, list_images, read_image, read_jsonl
+from core.io import ImageReadError, atomic_write_json, list_images, read_image, read_jsonl
 
 
 def test_exif_orientation_applied(tmp_path):

@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.cli import COMMANDS, TOP, main
+from tools.cli import COMMANDS, TOP, main
 
 
 @pytest.mark.parametrize("argv", [[g, c] for g, cmds in COMMANDS.items() for c in cmds] + [[t] for t in TOP])

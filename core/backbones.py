@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from annotations.modelfile import WeightsError
+from core.modelfile import WeightsError
 
 LOGGER = logging.getLogger(__name__)
 

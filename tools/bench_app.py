@@ -25,9 +25,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from annotations.io import list_images
-
-ROOT = Path(__file__).resolve().parents[1]
+from core.defaults import DETECTOR_SCORE_THRESHOLD, THRESHOLD
+from core.io import list_images
 
 
 def _free_port() -> int:
@@ -70,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ValueError(f"{args.photos}: no photos")
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
-    app = subprocess.Popen([sys.executable, str(ROOT / "gradio_app.py"), "--detector", args.detector,
+    app = subprocess.Popen([sys.executable, "-m", "gradio_app", "--detector", args.detector,
                             "--classifier", args.classifier, "--port", str(port), "--device", "cpu",
                             "--concurrency", str(args.concurrency)], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
@@ -93,7 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 photo = photos[(u * args.per_user + k) % len(photos)]
                 t0 = time.perf_counter()
                 try:
-                    client.predict(handle_file(str(photo)), 0.5, 0.94, "English", api_name="/identify")
+                    client.predict(handle_file(str(photo)), DETECTOR_SCORE_THRESHOLD, THRESHOLD, "English",
+                                   api_name="/identify")
                     times.append(time.perf_counter() - t0)
                 except Exception:  # an unanswered request is counted, not raised
                     times.append(None)

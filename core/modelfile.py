@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from annotations.io import atomic_torch_save
+from core.io import atomic_torch_save
 
 FORMAT_VERSION = 1
 KINDS = ("classifier", "detector")
@@ -105,6 +105,18 @@ def load_model_file(path: str | os.PathLike, kind: str) -> dict[str, Any]:
     return obj
 
 
+def save_checkpoint(path: Path, *, arch: str, class_names: list[str], epoch: int, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+                    scaler: torch.amp.GradScaler | None, history: list[dict], **extra: Any) -> None:
+    """Write a training checkpoint atomically: what :func:`resume_training` needs to go on after ``epoch``.
+
+    ``extra`` holds what a stage keeps besides (the classifier's best epoch and its weights).
+    """
+    atomic_torch_save({"arch": arch, "class_names": class_names, "epoch": epoch, "model": model.state_dict(),
+                       "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                       "scaler": scaler.state_dict() if scaler is not None else None, "history": history,
+                       **extra}, path)
+
 
 def resume_training(path: Path, *, arch: str, class_names: list[str], device: torch.device,
                     model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -112,14 +124,19 @@ def resume_training(path: Path, *, arch: str, class_names: list[str], device: to
                     scaler: torch.amp.GradScaler | None = None) -> dict | None:
     """Restore a run from its checkpoint, if there is one; returns the checkpoint (for its history).
 
-    A checkpoint of another architecture or other classes stops the run with a message, rather than
-    silently training over it.
+    Raises:
+        ModelFileError: the checkpoint belongs to another architecture or other classes (rather than
+            silently training over it), or cannot be loaded.
     """
     if not path.is_file():
         return None
-    ckpt = torch.load(path, map_location=device, weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:
+        raise ModelFileError(f"{path}: checkpoint cannot be loaded ({exc.__class__.__name__}); "
+                             "delete it to start the run again") from exc
     if ckpt["arch"] != arch or ckpt["class_names"] != class_names:
-        raise SystemExit(f"{path}: belongs to another run ({ckpt['arch']}, classes {ckpt['class_names']}); "
+        raise ModelFileError(f"{path}: belongs to another run ({ckpt['arch']}, classes {ckpt['class_names']}); "
                          "use another --out or delete it")
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])

@@ -2,8 +2,8 @@
 
 Launch::
 
-    python -m pipeline.demo            # or: make demo (or taxolens demo)
-    python -m pipeline.demo --no-app   # everything but the web app
+    python -m tools.demo            # or: make demo (or taxolens demo)
+    python -m tools.demo --no-app   # everything but the web app
 
 Steps, each skipped when its output exists (so a later run starts the app in seconds):
 
@@ -23,8 +23,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from annotations.config import CONFIG_DIR
-
 LOGGER = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = (ROOT / ".." / "shared" / "data").resolve()
@@ -33,7 +31,8 @@ CLASS_NAMES = {"Bees": "Apis mellifera", "Hornets": "Vespa"}
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        raise SystemExit(f"demo data missing: {path} (the demo reads the photos in ../shared/data; see its README)")
+        raise FileNotFoundError(f"demo data missing: {path} (the demo reads the photos in ../shared/data; "
+                                "see its README)")
     return path
 
 
@@ -60,7 +59,7 @@ def train_detector(out: Path) -> Path:
         if not (out / "data" / f"bh-{split}.json").is_file():
             import_annotations("yolo", bh / split, out / "data" / f"bh-{split}.json")
     LOGGER.info("training the demo detector (about 10 minutes on 2 CPU cores)")
-    train.main(["--config", str(CONFIG_DIR / "demo-detector.yaml"), "--train", str(out / "data" / "bh-train.json"),
+    train.main(["--config", "demo-detector", "--train", str(out / "data" / "bh-train.json"),
                 "--val", str(out / "data" / "bh-valid.json"), "--out", str(out / "detector"), "--class-agnostic"])
     return model
 
@@ -93,7 +92,7 @@ def train_classifier(out: Path, crops: Path) -> Path:
         LOGGER.info("demo classifier found: %s", model)
         return model
     LOGGER.info("training the demo classifier (a few minutes on 2 CPU cores)")
-    train.main(["--config", str(CONFIG_DIR / "demo-classifier.yaml"), "--data", str(crops), "--out",
+    train.main(["--config", "demo-classifier", "--data", str(crops), "--out",
                 str(out / "classifier"), "--input-size", "160", "--epochs", "4", "--balance", "loss",
                 "--group-regex", r"^(.*?)_(?:jpg|jpeg|png)"])
     return model
