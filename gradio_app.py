@@ -61,10 +61,24 @@ def _bar(p: float, accepted: bool) -> str:
     return f'<div class="tl-bar"><div style="width:{100 * p:.1f}%;background:{colour}"></div></div>'
 
 
-def card_html(detection: dict, number: int, lang: str) -> str:
-    """One organism: its taxon, the probability as a bar, and its species card (or the best guesses)."""
-    parts = [f'<div class="tl-card" data-testid="organism-card"><h3>{number}. ']
-    if detection["taxon"] == UNCERTAIN:
+def _rank(lang: str, rank: str | None) -> str:
+    return ui_text()[lang if lang in ui_text() else "en"]["ranks"].get(rank, rank) if rank else ""
+
+
+def card_html(detection: dict, number: int | Sequence[int], lang: str, count: int = 1) -> str:
+    """One answer: the taxon (``count`` organisms of it), its probability as a bar, why, and its species card.
+
+    ``number`` is the box's number on the photo, or the numbers of all the boxes with this answer.
+    """
+    numbers = [number] if isinstance(number, int) else list(number)
+    head = f"{count} × " if count > 1 else ""
+    parts = [f'<div class="tl-card" data-testid="organism-card"><h3>{head}']
+    reason = detection.get("reason", "uncertain" if detection["taxon"] == UNCERTAIN else "named")
+    if reason == "unknown":
+        parts.append(f"{_esc(t(lang, 'unknown_title'))}</h3>")
+        score = detection.get("unknown_score")
+        parts.append(f"<p>{_esc(t(lang, 'reason_unknown', score='n/a' if score is None else f'{score:.3f}'))}</p>")
+    elif reason == "uncertain" or not detection["accepted"]:
         parts.append(f"? </h3><p>{_esc(t(lang, 'not_sure', threshold=detection['threshold']))}</p><ol>")
         for g in detection["top"]:
             card = species_card(g["taxon"], lang)
@@ -73,9 +87,12 @@ def card_html(detection: dict, number: int, lang: str) -> str:
         parts.append("</ol>")
     else:
         card = species_card(detection["taxon"], lang)
-        parts.append(f"<i>{_esc(card['scientific_name'])}</i> &mdash; {_esc(card['name'])}</h3>")
-        parts.append(f"{_esc(t(lang, 'probability'))}: {detection['probability']:.3f}"
+        rank = _rank(lang, detection.get("rank") or card["rank"])
+        parts.append(f"<i>{_esc(card['scientific_name'])}</i>{f' ({_esc(rank)})' if rank else ''} &mdash; "
+                     f"{_esc(card['name'])}</h3>")
+        parts.append(f"{_esc(t(lang, 'probability'))}: {math.floor(detection['probability'] * 1000) / 1000:.3f}"
                      f"{_bar(detection['probability'], True)}")
+        parts.append(f"<p>{_esc(t(lang, 'reason_' + reason, rank=rank))}</p>")
         if detection["source"] == "whole_photo":
             parts.append(f"<p>{_esc(t(lang, 'whole_photo'))}</p>")
         if not card["known"]:
@@ -86,12 +103,28 @@ def card_html(detection: dict, number: int, lang: str) -> str:
             lineage = " &rsaquo; ".join(_esc(name) for _, name in card["lineage"])
             status = ui_text()["galicia_status"][lang].get(card["galicia"], card["galicia"])
             iucn = card["iucn"] + (f" ({card['iucn_note']})" if card["iucn_note"] else "")
-            rows = [("rank", card["rank"]), ("lineage", lineage), ("habitat", _esc(card["habitat"])),
+            rows = [("rank", _esc(_rank(lang, card["rank"]))), ("lineage", lineage), ("habitat", _esc(card["habitat"])),
                     ("iucn", _esc(iucn)), ("galicia", _esc(status)), ("action", _esc(card["action"])),
                     ("sources", _esc("; ".join(card["sources"])))]
             parts += [f"<p><b>{_esc(t(lang, key))}:</b> {value}</p>" for key, value in rows]
+    parts.append(f'<p class="tl-boxes">{_esc(t(lang, "boxes", numbers=", ".join(str(n) for n in numbers)))}</p>')
     parts.append("</div>")
     return "".join(parts)
+
+
+def group_answers(detections: Sequence[dict]) -> list[tuple[dict, list[int]]]:
+    """Organisms with the same answer together: ``(the most probable one, box numbers from 1)``, by size of group.
+
+    Uncertain organisms each keep their own card: their best guesses differ.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for i, d in enumerate(detections):
+        key = (d["taxon"], d.get("reason")) if d.get("reason") != "uncertain" and d["accepted"] or \
+            d.get("reason") == "unknown" else ("#", i)
+        groups.setdefault(key, []).append(i)
+    ordered = sorted(groups.values(), key=lambda idx: (-len(idx), idx[0]))
+    return [(max((detections[i] for i in idx), key=lambda d: d["probability"]), [i + 1 for i in idx])
+            for idx in ordered]
 
 
 def results_html(state: dict | None, lang: str) -> str:
@@ -102,9 +135,11 @@ def results_html(state: dict | None, lang: str) -> str:
         detail = f": {_esc(state['detail'])}" if state.get("detail") else ""
         return f'<div class="tl-message" data-testid="message">{_esc(t(lang, state["message"]))}{detail}</div>'
     dets = state["detections"]
+    dropped = len(state.get("dropped") or [])
+    note = f'<p class="tl-dropped">{_esc(t(lang, "dropped", n=dropped))}</p>' if dropped else ""
     if not dets:
-        return f'<div class="tl-message" data-testid="message">{_esc(t(lang, "no_organism"))}</div>'
-    return "".join(card_html(d, i + 1, lang) for i, d in enumerate(dets))
+        return f'<div class="tl-message" data-testid="message">{_esc(t(lang, "no_organism"))}</div>{note}'
+    return "".join(card_html(d, numbers, lang, len(numbers)) for d, numbers in group_answers(dets)) + note
 
 
 class TaxolensApp:
@@ -127,8 +162,8 @@ class TaxolensApp:
             state = {"message": "bad_file", "detail": f"{record['file']}: {record['failure']}"}
             return None, results_html(state, lang), state
         detections = record["detections"]
-        labels = [f"{d['taxon']}" if d["accepted"] else "?" for d in detections]
-        state = {"detections": detections}
+        labels = [d["taxon"] if d["accepted"] else "?" for d in detections]
+        state = {"detections": detections, "dropped": record.get("dropped", [])}
         return draw_detections(image, detections, labels), results_html(state, lang), state
 
     def batch(self, paths: list[str] | None, score: float, threshold: float):

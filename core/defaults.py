@@ -14,3 +14,11 @@ CROP_PADDING = 0.15
 DETECTOR_SCORE_THRESHOLD = 0.5
 #: Photos with more pixels than this are refused before decoding: far above any camera, far below a bomb.
 MAX_PIXELS = 100_000_000
+#: Class-agnostic suppression: a box is dropped when it overlaps a higher-scoring box by this IoU or more ...
+SUPPRESS_IOU = 0.5
+#: ... or when this share of its own area (intersection over the smaller box) lies inside a higher-scoring box.
+SUPPRESS_CONTAINMENT = 0.7
+#: Folder (and class) name of crops with no organism in them: a box around a dish or a leaf.
+BACKGROUND_CLASS = "no organism"
+#: Share of known validation crops that the unknown-score threshold lets pass as known.
+UNKNOWN_PASS_RATE = 0.95

@@ -25,7 +25,7 @@ from torchvision.ops import box_iou
 from tqdm import tqdm
 
 from annotations.coco import load_coco
-from core.io import atomic_save_figure, atomic_write_json, atomic_write_text
+from core.io import atomic_save_figure, atomic_write_csv, atomic_write_json, atomic_write_text
 
 STAT_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100",
               "AR_small", "AR_medium", "AR_large")
@@ -74,6 +74,8 @@ def found_and_false(gt: dict, results: list[dict], score_threshold: float, iou: 
     """At a score threshold: share of organisms found, and false boxes per photo.
 
     An organism is found by a detection of any class with IoU >= ``iou``; each detection finds one at most.
+    A detection that overlaps an organism already found (and no other) is a duplicate: a false box that
+    boxes the same organism again.
     """
     import torch
 
@@ -86,7 +88,7 @@ def found_and_false(gt: dict, results: list[dict], score_threshold: float, iou: 
         if r["score"] >= score_threshold:
             x, y, w, h = r["bbox"]
             by_image_dt.setdefault(r["image_id"], []).append((r["score"], [x, y, x + w, y + h]))
-    found = false = 0
+    found = false = duplicates = 0
     for im in gt["images"]:
         g = by_image_gt.get(im["id"], [])
         d = [b for _, b in sorted(by_image_dt.get(im["id"], []), key=lambda t: -t[0])]
@@ -96,18 +98,52 @@ def found_and_false(gt: dict, results: list[dict], score_threshold: float, iou: 
             false += len(d)
             continue
         ious = box_iou(torch.tensor(d, dtype=torch.float32), torch.tensor(g, dtype=torch.float32)).numpy()
-        taken = set()
+        taken: set[int] = set()
         for i in range(len(d)):
             candidates = [(ious[i, j], j) for j in range(len(g)) if j not in taken and ious[i, j] >= iou]
             if candidates:
                 taken.add(max(candidates)[1])
             else:
                 false += 1
+                duplicates += bool((ious[i] >= iou).any())
         found += len(taken)
     n_gt = len(gt["annotations"])
+    boxes = found + false
+    precision = found / boxes if boxes else None
+    recall = found / n_gt if n_gt else None
+    f1 = 2 * precision * recall / (precision + recall) if precision and recall else 0.0
     return {"score_threshold": score_threshold, "organisms": n_gt, "found": found,
-            "found_share": found / n_gt if n_gt else None, "false_boxes": false,
-            "false_boxes_per_photo": false / max(len(gt["images"]), 1)}
+            "found_share": recall, "false_boxes": false,
+            "false_boxes_per_photo": false / max(len(gt["images"]), 1), "duplicate_boxes": duplicates,
+            "duplicates_per_organism": duplicates / found if found else None,
+            "precision": precision, "recall": recall, "f1": f1}
+
+
+SCORE_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05 .. 0.95
+
+
+def threshold_table(gt: dict, results: list[dict], thresholds: Sequence[float] = SCORE_THRESHOLDS) -> list[dict]:
+    """:func:`found_and_false` at each score threshold: precision, recall, F1, false and duplicate boxes."""
+    return [found_and_false(gt, results, t) for t in thresholds]
+
+
+def choose_operating_point(table: list[dict], target_precision: float | None = None) -> dict:
+    """The score threshold to use: F1-best, or the lowest that reaches ``target_precision``.
+
+    The lowest threshold reaching a precision finds the most organisms at that precision. Where no
+    threshold reaches it, the most precise one is taken and ``reached`` is false.
+    """
+    if not table:
+        raise ValueError("no thresholds to choose from")
+    if target_precision is None:
+        row = max(table, key=lambda r: (r["f1"], -r["score_threshold"]))
+        return {"method": "f1", **row}
+    reaching = [r for r in table if r["precision"] is not None and r["precision"] >= target_precision]
+    if reaching:
+        return {"method": f"precision>={target_precision}", "reached": True,
+                **min(reaching, key=lambda r: r["score_threshold"])}
+    row = max(table, key=lambda r: (r["precision"] or 0.0, -r["score_threshold"]))
+    return {"method": f"precision>={target_precision}", "reached": False, **row}
 
 
 def predict_coco(detector, gt: dict, batch_size: int = 2, class_agnostic: bool = False) -> list[dict]:
@@ -154,12 +190,19 @@ def plot_pr(curves: dict, path: Path) -> None:
 
 
 def evaluate_detector(model_path: str | Path, coco_path: str | Path, out: str | Path, device: str = "cpu",
-                      score_threshold: float | None = None) -> dict:
-    """Evaluate a detector release file on a COCO file; write the report into ``out``."""
+                      score_threshold: float | None = None, target_precision: float | None = None,
+                      suppress_iou: float | None = None, suppress_containment: float | None = None) -> dict:
+    """Evaluate a detector release file on a COCO file; write the report into ``out``.
+
+    Besides COCOeval's figures: precision, recall, F1, false and duplicate boxes over score thresholds,
+    the operating point chosen from them (F1-best, or the lowest threshold reaching ``target_precision``),
+    and the figures at ``score_threshold`` (default: the model file's).
+    """
     from annotations.coco import make_class_agnostic
     from detector.predict import Detector
 
-    det = Detector.from_file(model_path, device)
+    det = Detector.from_file(model_path, device, suppress_iou=suppress_iou,
+                             suppress_containment=suppress_containment)
     gt = load_coco(coco_path)
     agnostic = bool(det.info.get("class_agnostic"))
     if agnostic:
@@ -168,6 +211,9 @@ def evaluate_detector(model_path: str | Path, coco_path: str | Path, out: str | 
     metrics = coco_metrics(gt, results)
     thr = det.score_threshold if score_threshold is None else score_threshold
     metrics["at_threshold"] = found_and_false(gt, results, thr)
+    metrics["thresholds"] = threshold_table(gt, results)
+    metrics["operating_point"] = choose_operating_point(metrics["thresholds"], target_precision)
+    metrics["suppression"] = det.suppression
     metrics["images"] = len(gt["images"])
     write_detector_report(metrics, out, f"{Path(model_path).name} on {Path(coco_path).name}")
     return metrics
@@ -187,9 +233,52 @@ def write_detector_report(metrics: dict, out: str | Path, title: str) -> None:
     if t:
         share = "n/a" if t["found_share"] is None else f"{t['found_share']:.3f}"
         lines += ["", f"At score threshold {t['score_threshold']}: {t['found']} of {t['organisms']} organisms "
-                      f"found ({share}), {t['false_boxes_per_photo']:.3f} false boxes per photo."]
+                      f"found ({share}), {t['false_boxes_per_photo']:.3f} false boxes per photo, "
+                      f"{t['duplicate_boxes']} duplicate boxes."]
+    if metrics.get("suppression"):
+        s = metrics["suppression"]
+        lines += ["", f"Boxes suppressed class-agnostically at IoU >= {s['iou']} or >= {s['containment']} of a "
+                      "box inside a better one."]
+    op = metrics.get("operating_point")
+    if op:
+        lines += ["", f"Operating point ({op['method']}{'' if op.get('reached', True) else ', not reached'}): "
+                      f"score {op['score_threshold']}, precision {_num(op['precision'])}, recall {_num(op['recall'])}, "
+                      f"F1 {_num(op['f1'])}, {op['false_boxes_per_photo']:.3f} false boxes per photo, "
+                      f"duplicates per organism found {_num(op['duplicates_per_organism'])}.", "",
+                  "| score | precision | recall | F1 | false boxes / photo | duplicates / organism |",
+                  "|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['score_threshold']:.2f} | {_num(r['precision'])} | {_num(r['recall'])} | {_num(r['f1'])} | "
+                  f"{r['false_boxes_per_photo']:.3f} | {_num(r['duplicates_per_organism'])} |"
+                  for r in metrics["thresholds"]]
+        atomic_write_csv(out / "thresholds.csv", list(metrics["thresholds"][0]), metrics["thresholds"])
+        plot_thresholds(metrics["thresholds"], op, out / "thresholds.png")
     atomic_write_text(out / "metrics.md", "\n".join(lines) + "\n")
     plot_pr(metrics.get("pr_curve", {}), out / "pr_curve.png")
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def plot_thresholds(table: list[dict], op: dict, path: Path) -> None:
+    """Precision, recall and F1 against the score threshold, the operating point marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    t = [r["score_threshold"] for r in table]
+    for key in ("precision", "recall", "f1"):
+        ax.plot(t, [np.nan if r[key] is None else r[key] for r in table], marker=".", label=key)
+    ax.axvline(op["score_threshold"], color="grey", linestyle="--", label=f"chosen ({op['method']})")
+    ax.set_xlabel("detector score threshold")
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="lower left")
+    ax.set_title("Detector operating point (IoU 0.5, any class)")
+    fig.tight_layout()
+    atomic_save_figure(fig, path)
+    plt.close(fig)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -200,13 +289,27 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--coco", required=True, help="ground truth, canonical COCO JSON")
     p.add_argument("--out", required=True)
     p.add_argument("--score-threshold", type=float, default=None, help="default: the model file's")
+    p.add_argument("--target-precision", type=float, default=None,
+                   help="choose the operating point as the lowest score reaching this precision (default: F1-best)")
+    add_suppression_args(p)
     p.add_argument("--device", default="cpu")
     return p
+
+
+def add_suppression_args(p: argparse.ArgumentParser) -> None:
+    """``--suppress-iou`` and ``--suppress-containment``, shared by every command that runs a detector."""
+    p.add_argument("--suppress-iou", type=float, default=None,
+                   help="drop a box overlapping a better one by this IoU (default: the model file's, else 0.5)")
+    p.add_argument("--suppress-containment", type=float, default=None,
+                   help="drop a box with this share of its area inside a better one (default: the model "
+                        "file's, else 0.7; 1.01 turns it off)")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Entry point of ``taxolens detector evaluate``."""
     args = get_args_parser().parse_args(argv)
-    m = evaluate_detector(args.model, args.coco, args.out, args.device, args.score_threshold)
-    print(json.dumps({k: m[k] for k in ("AP", "AP50", "AP75", "AR100", "per_class_AP", "at_threshold")}, indent=2))
+    m = evaluate_detector(args.model, args.coco, args.out, args.device, args.score_threshold, args.target_precision,
+                          args.suppress_iou, args.suppress_containment)
+    print(json.dumps({k: m[k] for k in ("AP", "AP50", "AP75", "AR100", "per_class_AP", "at_threshold",
+                                        "operating_point")}, indent=2))
     return m

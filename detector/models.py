@@ -9,9 +9,11 @@ can be trained on a machine that cannot download anything.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torchvision.models import detection
@@ -20,11 +22,15 @@ from torchvision.models.detection.faster_rcnn import FasterRCNN, FastRCNNPredict
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from core.backbones import TFLITE_MEAN, TFLITE_STD, load_local_weights, offline_efficientnet_lite0_state
+from core.backbones import OFFLINE_LITE, TFLITE_MEAN, TFLITE_STD, load_local_weights, offline_efficientnet_lite_state
 from core.modelfile import WeightsError
 
 ARCHITECTURES = ("fasterrcnn_resnet50_fpn_v2", "fasterrcnn_mobilenet_v3_large_fpn",
-                 "fasterrcnn_efficientnet_lite0_fpn")
+                 "fasterrcnn_efficientnet_lite0_fpn", "fasterrcnn_efficientnet_lite1_fpn",
+                 "fasterrcnn_efficientnet_lite2_fpn")
+LITE_ARCHS = {f"fasterrcnn_efficientnet_lite{v}_fpn": v for v in OFFLINE_LITE}
+#: two sizes per level, from 16 px: insects are often small in the frame
+DEFAULT_ANCHOR_SIZES = ((16, 24), (32, 48), (64, 96), (128, 256))
 COCO_WEIGHTS = {"fasterrcnn_resnet50_fpn_v2": "FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1",
                 "fasterrcnn_mobilenet_v3_large_fpn": "FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1"}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -46,24 +52,26 @@ class TimmFPNBackbone(nn.Module):
         return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(self.body(x))))
 
 
-def _efficientnet_lite0_fpn(num_classes: int, pretrained: bool, trainable_blocks: int, head_size: int,
-                            **kwargs) -> FasterRCNN:
+def _efficientnet_lite_fpn(variant: int, num_classes: int, pretrained: bool, trainable_blocks: int,
+                           head_size: int, anchor_sizes: Sequence[Sequence[int]] | None, **kwargs: Any) -> FasterRCNN:
     import timm
     from timm.layers import freeze_batch_norm_2d
 
-    body = timm.create_model("efficientnet_lite0", features_only=True, out_indices=(2, 3, 4))
+    body = timm.create_model(f"efficientnet_lite{variant}", features_only=True, out_indices=(2, 3, 4))
     if pretrained:
-        missing, _ = body.load_state_dict(offline_efficientnet_lite0_state(), strict=False)
+        missing, _ = body.load_state_dict(offline_efficientnet_lite_state(variant), strict=False)
         if missing:
-            raise WeightsError(f"offline EfficientNet-Lite0 weights do not cover {missing[:3]}")
+            raise WeightsError(f"offline EfficientNet-Lite{variant} weights do not cover {missing[:3]}")
     # detection batches are small, so batch statistics are noisy: keep the pretrained ones frozen
     body = freeze_batch_norm_2d(body)
     blocks = list(body.blocks)
     for module in [body.conv_stem, body.bn1, *blocks[: max(0, len(blocks) - trainable_blocks)]]:
         for p in module.parameters():
             p.requires_grad_(False)
-    # two sizes per level, from 16 px: insects are often small in the frame
-    anchors = AnchorGenerator(sizes=((16, 24), (32, 48), (64, 96), (128, 256)), aspect_ratios=((0.5, 1.0, 2.0),) * 4)
+    sizes = tuple(tuple(int(s) for s in level) for level in (anchor_sizes or DEFAULT_ANCHOR_SIZES))
+    if len(sizes) != 4:
+        raise ValueError(f"anchor sizes: 4 levels (strides 8, 16, 32, 64) expected, got {len(sizes)}")
+    anchors = AnchorGenerator(sizes=sizes, aspect_ratios=((0.5, 1.0, 2.0),) * 4)
     roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2"], output_size=7, sampling_ratio=2)
     backbone = TimmFPNBackbone(body)
     # the box head is most of the cost on a CPU: its width is a setting of this architecture
@@ -74,7 +82,7 @@ def _efficientnet_lite0_fpn(num_classes: int, pretrained: bool, trainable_blocks
 
 def normalization(arch: str, weights: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Pixel mean and std the backbone's weights expect."""
-    if arch == "fasterrcnn_efficientnet_lite0_fpn":
+    if arch in LITE_ARCHS:
         return TFLITE_MEAN, TFLITE_STD
     return IMAGENET_MEAN, IMAGENET_STD
 
@@ -83,7 +91,8 @@ def build_detector(arch: str, num_classes: int, weights: str = "imagenet", *, mi
                    max_size: int = 1333, trainable_layers: int = 3, mean: tuple[float, ...] | None = None,
                    std: tuple[float, ...] | None = None, head_size: int = 1024,
                    rois_per_image: int = 512, proposals: int = 0,
-                   box_score_thresh: float = BOX_SCORE_FLOOR) -> FasterRCNN:
+                   box_score_thresh: float = BOX_SCORE_FLOOR,
+                   anchor_sizes: Sequence[Sequence[int]] | None = None) -> FasterRCNN:
     """Build a Faster R-CNN for ``num_classes`` organism classes (background is added here).
 
     Args:
@@ -102,6 +111,8 @@ def build_detector(arch: str, num_classes: int, weights: str = "imagenet", *, mi
         proposals: region proposals kept per photo at inference (0: torchvision's 1000); fewer is faster but
             crowded photos lose organisms.
         box_score_thresh: boxes scoring below this are dropped inside the model at inference.
+        anchor_sizes: anchor sizes per FPN level, in pixels of the model's input (EfficientNet-Lite
+            detectors; see :func:`anchor_sizes_from_boxes`).
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown detector architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
@@ -111,11 +122,11 @@ def build_detector(arch: str, num_classes: int, weights: str = "imagenet", *, mi
               "box_detections_per_img": 100, "box_batch_size_per_image": rois_per_image}
     if proposals:
         kwargs |= {"rpn_pre_nms_top_n_test": 2 * proposals, "rpn_post_nms_top_n_test": proposals}
-    if arch == "fasterrcnn_efficientnet_lite0_fpn":
+    if arch in LITE_ARCHS:
         if weights == "coco":
-            raise WeightsError("no COCO weights exist for fasterrcnn_efficientnet_lite0_fpn; use --weights imagenet")
-        model = _efficientnet_lite0_fpn(num_classes + 1, weights == "imagenet", trainable_layers + 2, head_size,
-                                        **kwargs)
+            raise WeightsError(f"no COCO weights exist for {arch}; use --weights imagenet")
+        model = _efficientnet_lite_fpn(LITE_ARCHS[arch], num_classes + 1, weights == "imagenet", trainable_layers + 2,
+                                       head_size, anchor_sizes, **kwargs)
     else:
         builder = getattr(detection, arch)
         if weights in ("coco", "imagenet"):
@@ -140,3 +151,28 @@ def build_detector(arch: str, num_classes: int, weights: str = "imagenet", *, mi
     if weights not in ("coco", "imagenet", "none"):
         load_local_weights(model, Path(weights))
     return model
+
+
+def anchor_sizes_from_boxes(coco: dict, min_size: int, max_size: int) -> tuple[tuple[int, int], ...]:
+    """Anchor sizes that fit the training boxes: two per FPN level, spread over the boxes' sizes.
+
+    Each box's side (the square root of its area) is measured as the model sees it (the photo scaled as
+    ``min_size``/``max_size`` scale it); the 8 sizes are the 3rd to the 97th percentile, kept in order,
+    at least 8 px and each above the last.
+    """
+    images = {im["id"]: im for im in coco["images"]}
+    sides = []
+    for a in coco["annotations"]:
+        im = images.get(a["image_id"])
+        if im is None:
+            continue
+        w, h = im["width"], im["height"]
+        scale = min(min_size / min(w, h), max_size / max(w, h))
+        sides.append(float(np.sqrt(max(a["bbox"][2] * a["bbox"][3], 1.0))) * scale)
+    if len(sides) < 8:
+        return DEFAULT_ANCHOR_SIZES
+    qs = np.percentile(sides, np.linspace(3, 97, 8))
+    sizes: list[int] = []
+    for q in qs:
+        sizes.append(max(int(round(q)), 8, sizes[-1] + 2 if sizes else 8))
+    return tuple((sizes[2 * i], sizes[2 * i + 1]) for i in range(4))

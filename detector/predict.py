@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torchvision.models.detection.faster_rcnn import FasterRCNN
 
+from core.defaults import SUPPRESS_CONTAINMENT, SUPPRESS_IOU
 from core.modelfile import load_model_file
 from core.runtime import pick_device
 from detector.models import BOX_SCORE_FLOOR, build_detector
+from detector.suppress import suppress
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -30,10 +32,13 @@ class Detector:
     info: dict[str, Any]
     device: torch.device
     score_floor: float = BOX_SCORE_FLOOR
+    suppression: dict[str, float] = field(default_factory=lambda: {"iou": SUPPRESS_IOU,
+                                                                    "containment": SUPPRESS_CONTAINMENT})
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: str | torch.device = "cpu", *, proposals: int = 0,
-                  score_floor: float = BOX_SCORE_FLOOR) -> Detector:
+                  score_floor: float = BOX_SCORE_FLOOR, suppress_iou: float | None = None,
+                  suppress_containment: float | None = None) -> Detector:
         """Load a release file (``weights_only=True``).
 
         Args:
@@ -43,23 +48,32 @@ class Detector:
                 crowded photos lose organisms.
             score_floor: boxes scoring below this are dropped inside the model (less work); no call can
                 ask for boxes below it.
+            suppress_iou: class-agnostic suppression by IoU (default: the model file's, else 0.5).
+            suppress_containment: suppression of boxes mostly inside a better one (default: the model
+                file's, else 0.7).
         """
         return cls.from_loaded(load_model_file(path, "detector"), device, proposals=proposals,
-                               score_floor=score_floor)
+                               score_floor=score_floor, suppress_iou=suppress_iou,
+                               suppress_containment=suppress_containment)
 
     @classmethod
     def from_loaded(cls, mf: dict[str, Any], device: str | torch.device = "cpu", *, proposals: int = 0,
-                    score_floor: float = BOX_SCORE_FLOOR) -> Detector:
+                    score_floor: float = BOX_SCORE_FLOOR, suppress_iou: float | None = None,
+                    suppress_containment: float | None = None) -> Detector:
         """Build from a release file already read with :func:`core.modelfile.load_model_file`."""
         dev = pick_device(device) if isinstance(device, str) else device
         model = build_detector(mf["architecture"], len(mf["class_names"]), "none", min_size=mf["min_size"],
                                max_size=mf["max_size"], mean=tuple(mf["mean"]), std=tuple(mf["std"]),
                                head_size=mf.get("head_size", 1024), proposals=proposals,
-                               box_score_thresh=score_floor)
+                               box_score_thresh=score_floor, anchor_sizes=mf.get("anchor_sizes"))
         model.load_state_dict(mf["state_dict"])
         model.eval().to(dev)
         info = {k: v for k, v in mf.items() if k != "state_dict"}
-        return cls(model, list(mf["class_names"]), float(mf["score_threshold"]), info, dev, score_floor)
+        stored = mf.get("suppression") or {}
+        suppression = {"iou": float(suppress_iou if suppress_iou is not None else stored.get("iou", SUPPRESS_IOU)),
+                       "containment": float(suppress_containment if suppress_containment is not None
+                                            else stored.get("containment", SUPPRESS_CONTAINMENT))}
+        return cls(model, list(mf["class_names"]), float(mf["score_threshold"]), info, dev, score_floor, suppression)
 
     @torch.inference_mode()
     def batch_predict_tensors(self, images: list[torch.Tensor], score_threshold: float | None = None) -> list[dict]:
@@ -74,11 +88,15 @@ class Detector:
             outputs = self.model([im.to(self.device, non_blocking=True) for im in images])
         results = []
         for out in outputs:
-            keep = out["scores"] >= thr
-            b = out["boxes"][keep].float().cpu().numpy()
+            scores = out["scores"].float().cpu().numpy()
+            boxes = out["boxes"].float().cpu().numpy()
+            labels = out["labels"].cpu().numpy()
+            above = np.flatnonzero(scores >= thr)
+            keep = above[suppress(boxes[above], scores[above], **self.suppression)]
+            b = boxes[keep]
             xywh = np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1) if len(b) else np.zeros((0, 4))
-            results.append({"boxes": xywh.astype(np.float32), "scores": out["scores"][keep].float().cpu().numpy(),
-                            "labels": [self.class_names[i - 1] for i in out["labels"][keep].cpu().tolist()]})
+            results.append({"boxes": xywh.astype(np.float32), "scores": scores[keep],
+                            "labels": [self.class_names[i - 1] for i in labels[keep].tolist()]})
         return results
 
     def batch_predict(self, images: list[np.ndarray], score_threshold: float | None = None) -> list[dict]:

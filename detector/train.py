@@ -27,12 +27,19 @@ from tqdm import tqdm
 
 from annotations.coco import load_coco
 from core.config import HelpFormatter, add_config_arg, parse_with_config, write_resolved
-from core.defaults import DETECTOR_SCORE_THRESHOLD
+from core.defaults import DETECTOR_SCORE_THRESHOLD, SUPPRESS_CONTAINMENT, SUPPRESS_IOU
 from core.io import atomic_write_json
 from core.modelfile import resume_training, save_checkpoint, save_model_file
 from core.runtime import pick_device, seed_everything, seed_worker
 from detector.data import PRESETS, CocoDetectionDataset, build_augmentation, collate
-from detector.models import ARCHITECTURES, build_detector, normalization
+from detector.evaluate import add_suppression_args
+from detector.models import (
+    ARCHITECTURES,
+    DEFAULT_ANCHOR_SIZES,
+    anchor_sizes_from_boxes,
+    build_detector,
+    normalization,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -59,10 +66,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-size", type=int, default=800, help="shorter side inside the model")
     p.add_argument("--max-size", type=int, default=1333, help="longer side inside the model, at most")
     p.add_argument("--trainable-layers", type=int, default=3, help="backbone stages trained")
+    p.add_argument("--anchor-sizes", default="default", choices=["default", "auto"],
+                   help="EfficientNet-Lite detectors: default (16-256 px) or auto (fitted to the training boxes)")
     p.add_argument("--head-size", type=int, default=1024, help="box head width (efficientnet_lite0 detector only)")
     p.add_argument("--rois-per-image", type=int, default=512, help="proposals sampled per photo for the box head")
-    p.add_argument("--score-threshold", type=float, default=DETECTOR_SCORE_THRESHOLD,
-                   help="stored in the model file for the pipeline")
+    p.add_argument("--score-threshold", type=float, default=None,
+                   help="stored in the model file for the pipeline; default: the operating point chosen on --val "
+                        f"(F1-best, or --target-precision), else {DETECTOR_SCORE_THRESHOLD}")
+    p.add_argument("--target-precision", type=float, default=None,
+                   help="choose the operating point as the lowest score reaching this precision on --val")
+    add_suppression_args(p)
     p.add_argument("--seed", type=int, default=0, help="random seed (order, augmentations)")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="photo-loading processes")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
@@ -138,9 +151,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         raise ValueError(f"{args.train}: no images")
     class_names = dataset.class_names
     mean, std = normalization(args.arch, args.weights)
+    anchors = (anchor_sizes_from_boxes(coco, args.min_size, args.max_size) if args.anchor_sizes == "auto"
+               else DEFAULT_ANCHOR_SIZES)
     model = build_detector(args.arch, len(class_names), args.weights, min_size=args.min_size,
                            max_size=args.max_size, trainable_layers=args.trainable_layers, head_size=args.head_size,
-                           rois_per_image=args.rois_per_image)
+                           rois_per_image=args.rois_per_image, anchor_sizes=anchors)
+    anchors_list = [list(level) for level in anchors]
     model.to(device)
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
                         collate_fn=collate, worker_init_fn=seed_worker, pin_memory=device.type == "cuda")
@@ -175,8 +191,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     n_boxes = len(coco["annotations"])
     meta = {"architecture": args.arch, "class_names": class_names, "class_agnostic": args.class_agnostic,
             "min_size": args.min_size, "max_size": args.max_size, "mean": list(mean), "std": list(std),
-            "head_size": args.head_size,
-            "score_threshold": args.score_threshold, "metrics": {},
+            "head_size": args.head_size, "anchor_sizes": anchors_list,
+            "score_threshold": args.score_threshold if args.score_threshold is not None else DETECTOR_SCORE_THRESHOLD,
+            "suppression": {"iou": args.suppress_iou if args.suppress_iou is not None else SUPPRESS_IOU,
+                            "containment": args.suppress_containment if args.suppress_containment is not None
+                            else SUPPRESS_CONTAINMENT},
+            "metrics": {},
             "training": {"weights": args.weights, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
                          "augment": args.augment, "device": str(device), "seed": args.seed,
                          "seconds_total": float(sum(r["seconds"] for r in history)),
@@ -188,10 +208,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.val and not args.no_eval:
         from detector.evaluate import evaluate_detector
 
-        metrics = evaluate_detector(out / "model.pt", args.val, out / "eval", str(device))
+        metrics = evaluate_detector(out / "model.pt", args.val, out / "eval", str(device),
+                                    target_precision=args.target_precision)
+        op = metrics["operating_point"]
+        if args.score_threshold is None:  # the operating point measured on validation photos, not a fixed 0.5
+            meta["score_threshold"] = op["score_threshold"]
+            metrics = evaluate_detector(out / "model.pt", args.val, out / "eval", str(device),
+                                        score_threshold=op["score_threshold"], target_precision=args.target_precision)
+        at = metrics["at_threshold"]
+        meta["operating_point"] = op
         meta["metrics"] = {k: metrics[k] for k in ("AP", "AP50", "AP75", "AR100")} | {
-            "val": str(Path(args.val).resolve()), "found_share": metrics["at_threshold"]["found_share"],
-            "false_boxes_per_photo": metrics["at_threshold"]["false_boxes_per_photo"]}
+            "val": str(Path(args.val).resolve()), "score_threshold": at["score_threshold"],
+            "found_share": at["found_share"], "false_boxes_per_photo": at["false_boxes_per_photo"],
+            "duplicates_per_organism": at["duplicates_per_organism"], "precision": at["precision"]}
         # the release file carries its validation metrics: written again with them
         save_model_file(out / "model.pt", kind="detector", state_dict=model.state_dict(), meta=meta)
         summary["metrics"] = meta["metrics"]

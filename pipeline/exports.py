@@ -4,29 +4,35 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from core.io import atomic_write_csv, atomic_write_json
-from pipeline.decision import UNCERTAIN
+from pipeline.decision import UNCERTAIN, UNKNOWN
 
 LOGGER = logging.getLogger(__name__)
 
 CSV_FIELDS = ("file", "status", "failure", "width", "height", "detection", "x", "y", "w", "h", "detector_score",
-              "source", "taxon", "probability", "accepted", "top1", "top1_probability", "top2", "top2_probability",
-              "top3", "top3_probability", "model_version")
+              "source", "taxon", "rank", "reason", "probability", "accepted", "threshold", "unknown_score", "top1",
+              "top1_probability", "top2", "top2_probability", "top3", "top3_probability", "model_version")
 
 
 def write_csv(records: list[dict], path: str | Path) -> None:
-    """One row per detection; a photo with no detection (or a failure) has one row with empty detection fields."""
+    """One row per box; a photo with none (or a failure) has one row with empty box fields.
+
+    Boxes dropped as no organism are rows too, with ``reason`` ``no_organism``, so nothing is hidden.
+    """
     rows = []
     for r in records:
         base = {"file": r["file"], "status": r["status"], "failure": r.get("failure", ""), "width": r.get("width"),
                 "height": r.get("height"), "model_version": r.get("model_version")}
-        if not r.get("detections"):
+        boxes = [*r.get("detections", []), *r.get("dropped", [])]
+        if not boxes:
             rows.append({**base, "taxon": r.get("result", "")})
-        for i, d in enumerate(r.get("detections", []), start=1):
+        for i, d in enumerate(boxes, start=1):
             row = {**base, "detection": i, "x": d["box"][0], "y": d["box"][1], "w": d["box"][2], "h": d["box"][3],
                    "detector_score": d["detector_score"], "source": d["source"], "taxon": d["taxon"],
-                   "probability": d["probability"], "accepted": d["accepted"]}
+                   "rank": d.get("rank"), "reason": d.get("reason"), "probability": d["probability"],
+                   "accepted": d["accepted"], "threshold": d.get("threshold"), "unknown_score": d.get("unknown_score")}
             for k, t in enumerate(d["top"][:3], start=1):
                 row[f"top{k}"], row[f"top{k}_probability"] = t["taxon"], t["probability"]
             rows.append(row)
@@ -67,7 +73,10 @@ def coco_results(records: list[dict], class_names: list[str], gt: dict | None = 
                 continue
             det_score = d["detector_score"] if d["detector_score"] is not None else 1.0
             results.append({"image_id": image_id, "category_id": cid, "bbox": d["box"],
-                            "score": round(det_score * best["probability"], 6)})
+                            "score": round(det_score * best["probability"], 6),
+                            # beside COCO's keys (COCOeval ignores them): what the pipeline answered, and why
+                            "taxon": d.get("taxon"), "rank": d.get("rank"), "reason": d.get("reason"),
+                            "unknown_score": d.get("unknown_score")})
     if gt is not None and not results and any(r.get("detections") for r in records):
         LOGGER.warning("COCO export: no detection matched the ground truth's file names and categories %s",
                        [c["name"] for c in gt["categories"]])
@@ -89,14 +98,18 @@ def megadetector(records: list[dict], info: dict, detector_classes: list[str], c
             images.append({"file": r["file"], "failure": r.get("failure", "failed"), "detections": None})
             continue
         W, H = r["width"], r["height"]
-        dets = []
+        dets: list[dict[str, Any]] = []
         for d in r["detections"]:
             x, y, w, h = d["box"]
             dets.append({"category": det_ids.get(d["detector_label"], "1"),
                          "conf": round(d["detector_score"] if d["detector_score"] is not None else 1.0, 4),
                          "bbox": [round(x / W, 4), round(y / H, 4), round(w / W, 4), round(h / H, 4)],
-                         "classifications": [[cls_ids[t["taxon"]], round(t["probability"], 4)] for t in d["top"]]})
-        images.append({"file": r["file"], "max_detection_conf": max((d["conf"] for d in dets), default=0.0),
+                         "classifications": [[cls_ids[t["taxon"]], round(t["probability"], 4)] for t in d["top"]],
+                         # taxolens's own fields (camera-trap tools ignore unknown keys): the answer and why
+                         "taxolens_answer": {"taxon": d.get("taxon"), "rank": d.get("rank"), "reason": d.get("reason"),
+                                             "probability": d.get("probability"),
+                                             "unknown_score": d.get("unknown_score")}})
+        images.append({"file": r["file"], "max_detection_conf": max((float(d["conf"]) for d in dets), default=0.0),
                        "detections": dets})
     return {
         "info": {"format_version": "1.4", "detector": info["detector"]["model_version"],
@@ -105,7 +118,11 @@ def megadetector(records: list[dict], info: dict, detector_classes: list[str], c
                  info.get("finished", ""),
                  "detector_metadata": {"typical_detection_threshold": info["settings"]["score_threshold"],
                                        "conservative_detection_threshold": info["settings"]["score_threshold"]},
-                 "classifier_metadata": {"threshold": info["settings"]["threshold"], "uncertain_label": UNCERTAIN}},
+                 "classifier_metadata": {"threshold": info["settings"]["threshold"], "uncertain_label": UNCERTAIN,
+                                         "unknown_label": UNKNOWN,
+                                         "class_thresholds": info["settings"].get("class_thresholds", {}),
+                                         "unknown_threshold": info["settings"].get("unknown_threshold"),
+                                         "rollup": info["settings"].get("rollup")}},
         "detection_categories": {v: k for k, v in det_ids.items()},
         "classification_categories": {v: k for k, v in cls_ids.items()},
         "images": images,

@@ -69,30 +69,40 @@ class Pipeline:
     classify_whole_photo: bool = False
     proposals: int = 0
     settings: dict = field(default_factory=dict)
+    rollup: bool = True
 
     @classmethod
     def from_files(cls, detector: str | os.PathLike, classifier: str | os.PathLike, *, device: str = "auto",
                    score_threshold: float | None = None, threshold: float | None = None,
                    classify_whole_photo: bool = False, proposals: int = 0,
-                   min_score_threshold: float | None = None) -> Pipeline:
+                   min_score_threshold: float | None = None, rollup: bool = True,
+                   suppress_iou: float | None = None, suppress_containment: float | None = None) -> Pipeline:
         """Load both release files; thresholds default to the ones the model files carry.
 
         Only boxes at or above the score threshold are reported, so the detector drops the rest itself
         (down to ``min_score_threshold`` where a caller such as the web app lowers the score per call): the
         same boxes, less work. ``proposals`` (0: the model's 1000) caps the region proposals per photo;
         fewer is faster but not the same: at 300, crowded photos lose organisms (see BENCHMARKS.md).
+        ``rollup`` off never answers with a higher taxon; the suppression settings override the detector
+        file's.
         """
         dev = pick_device(device)
         clf = Classifier.from_file(classifier, dev)
         det_file = load_model_file(detector, "detector")
         score = float(det_file["score_threshold"]) if score_threshold is None else score_threshold
         floor = max(min(score, score if min_score_threshold is None else min_score_threshold), 0.0)
-        det = Detector.from_loaded(det_file, dev, proposals=proposals, score_floor=floor)
-        return cls(det, clf, score, clf.threshold if threshold is None else threshold, classify_whole_photo,
-                   proposals, {"score_threshold": score, "threshold": clf.threshold if threshold is None else threshold,
-                               "classify_whole_photo": classify_whole_photo, "proposals": proposals,
-                               "crop_padding": clf.preprocessing.crop_padding,
-                               "detector_min_size": det.info["min_size"], "detector_max_size": det.info["max_size"]})
+        det = Detector.from_loaded(det_file, dev, proposals=proposals, score_floor=floor, suppress_iou=suppress_iou,
+                                   suppress_containment=suppress_containment)
+        thr = clf.threshold if threshold is None else threshold
+        unknown = clf.info.get("unknown") or {}
+        return cls(det, clf, score, thr, classify_whole_photo, proposals,
+                   {"score_threshold": score, "threshold": thr, "class_thresholds": clf.info.get("class_thresholds")
+                    or {}, "rollup": rollup, "unknown_method": unknown.get("method"),
+                    "unknown_threshold": unknown.get("threshold"), "temperature": clf.temperature,
+                    "suppression": det.suppression, "classify_whole_photo": classify_whole_photo,
+                    "proposals": proposals, "crop_padding": clf.preprocessing.crop_padding,
+                    "detector_min_size": det.info["min_size"], "detector_max_size": det.info["max_size"]},
+                   rollup)
 
     @property
     def model_version(self) -> str:
@@ -109,7 +119,8 @@ class Pipeline:
                           self.detector.info["max_size"], max_pixels)
 
     def process_batch(self, images: list[np.ndarray], inputs: list[tuple[torch.Tensor, float]] | None = None,
-                      score_threshold: float | None = None, threshold: float | None = None) -> list[list[dict]]:
+                      score_threshold: float | None = None, threshold: float | None = None,
+                      keep_probabilities: bool = False) -> list[list[dict]]:
         """Detections with decisions for several photos: one detector batch, one classifier batch.
 
         Args:
@@ -117,6 +128,8 @@ class Pipeline:
             inputs: their :meth:`detector_input`, when a loader already made them.
             score_threshold: override of the detector score threshold for this call.
             threshold: override of the classifier threshold for this call.
+            keep_probabilities: add every class's calibrated probability to each detection
+                (``probabilities``), for measuring other thresholds.
         """
         if not images:
             return []
@@ -134,7 +147,9 @@ class Pipeline:
                 source = SOURCE_WHOLE_PHOTO
             sources.append(source)
             crops += [crop_box(image, box, self.classifier.preprocessing.crop_padding) for box in det["boxes"]]
-        probs = self.classifier.batch_predict(crops)
+        analysis = self.classifier.analyse(crops)
+        settings = {**self.classifier.decision_settings, "rollup": self.rollup and self.classifier.decision_settings[
+            "rollup"]}
         results: list[list[dict]] = [[] for _ in images]
         k = 0
         for i, det in enumerate(dets):
@@ -142,12 +157,15 @@ class Pipeline:
             for box, box_score, label in zip(det["boxes"], det["scores"], det["labels"]):
                 x, y, bw, bh = (float(v) for v in box)
                 x, y = max(0.0, x), max(0.0, y)
-                decision = decide(probabilities=probs[k], class_names=self.classifier.class_names, threshold=thr,
-                                  class_thresholds=self.classifier.info.get("class_thresholds"))
+                unknown = None if analysis.unknown_scores is None else float(analysis.unknown_scores[k])
+                decision = decide(probabilities=analysis.probabilities[k], threshold=thr, unknown_score=unknown,
+                                  **settings)
                 box_xywh = [round(x, 1), round(y, 1), round(min(bw, w - x), 1), round(min(bh, h - y), 1)]
                 results[i].append({"box": box_xywh,
                                    "detector_score": None if np.isnan(box_score) else round(float(box_score), 4),
                                    "detector_label": label, "source": sources[i], **decision})
+                if keep_probabilities:
+                    results[i][-1]["probabilities"] = [float(v) for v in analysis.probabilities[k]]
                 k += 1
         return results
 
@@ -157,12 +175,12 @@ class Pipeline:
         return self.process_batch([image], None, score_threshold, threshold)[0]
 
     def process_items(self, items: list[dict], score_threshold: float | None = None,
-                      threshold: float | None = None) -> list[dict]:
+                      threshold: float | None = None, keep_probabilities: bool = False) -> list[dict]:
         """Records for photos from :func:`load_photo` (failures included), in order: the one record maker."""
         t0 = time.perf_counter()
         ok = [it for it in items if "failure" not in it]
         found = self.process_batch([it["image"] for it in ok], [it["input"] for it in ok], score_threshold,
-                                   threshold) if ok else []
+                                   threshold, keep_probabilities) if ok else []
         per_photo = (time.perf_counter() - t0) / max(len(ok), 1)
         by_file = {it["file"]: dets for it, dets in zip(ok, found)}
         records = []

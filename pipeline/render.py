@@ -7,7 +7,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from pipeline.decision import UNCERTAIN
+from pipeline.decision import REASON_UNKNOWN, ROLLED_UP, UNCERTAIN, UNKNOWN
 
 ACCEPTED_COLOUR = (46, 204, 64)
 UNCERTAIN_COLOUR = (255, 165, 0)
@@ -19,11 +19,14 @@ def _two_decimals(p: float) -> str:
 
 
 def label_of(detection: dict) -> str:
-    """``taxon 0.97``, or ``uncertain (best guess 0.71)``."""
+    """``taxon 0.97``, ``Vespa (genus) 0.97``, ``uncertain (best guess 0.71)`` or ``unknown``."""
     if detection["taxon"] == UNCERTAIN:
         best = detection["top"][0]
         return f"uncertain ({best['taxon']} {_two_decimals(best['probability'])})"
-    return f"{detection['taxon']} {_two_decimals(detection['probability'])}"
+    if detection.get("reason") == REASON_UNKNOWN:
+        return UNKNOWN
+    rank = f" ({detection['rank']})" if detection.get("reason") == ROLLED_UP and detection.get("rank") else ""
+    return f"{detection['taxon']}{rank} {_two_decimals(detection['probability'])}"
 
 
 def draw_detections(image: np.ndarray, detections: list[dict], labels: list[str] | None = None) -> np.ndarray:

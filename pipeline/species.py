@@ -2,35 +2,26 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
-from core.config import packaged, read_yaml
+from core.taxonomy import RANKS, normalise_name, species_index
 
 LANGUAGES = ("en", "es", "gl")
-RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 
 
-@lru_cache(maxsize=4)
 def load_species(path: str | Path | None = None) -> dict[str, dict]:
     """Entries by scientific name; each alias (lower case) also points to its entry.
 
     ``path`` defaults to the packaged ``configs/species.yaml``.
     """
-    raw = read_yaml(Path(path) if path else packaged("species.yaml")) or {}
-    index: dict[str, dict] = {}
-    for name, entry in raw.items():
-        card = {"scientific_name": name, **entry}
-        for key in (name, *entry.get("aliases", [])):
-            index[str(key).lower()] = card
-    return index
+    return species_index(str(path) if path else None)
 
 
 def species_card(taxon: str, language: str = "en", path: str | Path | None = None) -> dict:
     """The card of a taxon in one language; a plain card (``known: False``) for a taxon with no entry."""
     lang = language if language in LANGUAGES else "en"
     index = load_species(path) if path else load_species()
-    entry = index.get(taxon.lower())
+    entry = index.get(normalise_name(taxon))
     if entry is None:
         return {"known": False, "scientific_name": taxon, "name": taxon, "rank": None, "lineage": [],
                 "habitat": None, "iucn": None, "iucn_note": None, "galicia": None, "action": None, "sources": []}

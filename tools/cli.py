@@ -1,6 +1,6 @@
 """The ``taxolens`` command: one entry point, a sub-command per stage.
 
-``taxolens annotations|detector|classifier COMMAND`` and ``taxolens run|bench|bench-app|app|demo``.
+``taxolens annotations|detector|classifier COMMAND`` and ``taxolens run|evaluate|bench|bench-app|app|demo``.
 Each sub-command's ``--help`` lists its options. This module sits on top of every package: it imports
 a command's module only when that command runs.
 """
@@ -29,6 +29,7 @@ COMMANDS: dict[str, dict[str, str]] = {
         "stats": "annotations.commands:stats_main",
         "crops": "annotations.commands:crops_main",
         "propose": "detector.propose:main",
+        "background": "detector.propose:background_main",
     },
     "detector": {
         "train": "detector.train:main",
@@ -36,7 +37,7 @@ COMMANDS: dict[str, dict[str, str]] = {
     },
 }
 # commands without a group
-TOP: dict[str, str] = {"run": "pipeline.run:main", "bench": "tools.bench:main",
+TOP: dict[str, str] = {"run": "pipeline.run:main", "evaluate": "pipeline.evaluate:main", "bench": "tools.bench:main",
                        "bench-app": "tools.bench_app:main", "app": "gradio_app:main", "demo": "tools.demo:main"}
 
 

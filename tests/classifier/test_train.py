@@ -49,14 +49,23 @@ def test_release_file_round_trips_with_weights_only(tiny_classes, tmp_path):
     for name in ("report.md", "report.json", "confusion_all.csv", "confusion_all.png",
                  "confusion_thresholded.csv", "confusion_thresholded.png", "sweep.csv", "sweep.png"):
         assert (tmp_path / "run" / "eval" / name).is_file(), name
+    # the model file says what its numbers are worth: a fitted temperature and an unknown score
+    assert raw["calibration"]["temperature"] > 0 and raw["calibration"]["val_crops"] == raw["training_data"]["val"]
+    assert raw["unknown"]["method"] in ("msp", "energy", "maxlogit", "centroid", "knn")
+    assert raw["background_classes"] == [] and raw["outlier_classes"] == []
+    assert (tmp_path / "run" / "eval" / "reliability.png").is_file()
     # evaluate again from the file alone: the same validation split, recorded in the model file
     from classifier import evaluate
 
     again = evaluate.main(["--model", str(path), "--data", str(tiny_classes), "--out", str(tmp_path / "ev"),
-                           "--workers", "0", "--threshold", "0.5"])
+                           "--workers", "0", "--threshold", "0.5", "--recorded-split"])
     first = json.loads((tmp_path / "run" / "eval" / "report.json").read_text())
     assert again["all"]["confusion_matrix"] == first["all"]["confusion_matrix"]
     assert again["thresholded"]["threshold"] == 0.5
+    # a folder of class folders without train/ and val/: every photo in it
+    every = evaluate.main(["--model", str(path), "--data", str(tiny_classes), "--out", str(tmp_path / "ev2"),
+                           "--workers", "0"])
+    assert every["all"]["n"] == 36 and first["all"]["n"] == raw["training_data"]["val"] < 36
     with pytest.raises(ModelFileError, match="detector model file is needed"):
         load_model_file(path, "detector")
     tampered = dict(raw)

@@ -40,3 +40,68 @@ def test_keyword_only_and_checked():
         decide([0.5, 0.5], NAMES[:2], 0.94)  # type: ignore[misc]
     with pytest.raises(ValueError, match="2 probabilities for 3 classes"):
         decide(probabilities=[0.5, 0.5], class_names=NAMES, threshold=0.94)
+
+
+# ---- every reason, on literal tables -------------------------------------------------------------------
+
+CLASSES = ["Apis mellifera", "Vespa crabro", "Vespa velutina", "Formicidae", "no organism", "other insect"]
+LINEAGES = {
+    "Apis mellifera": [["order", "Hymenoptera"], ["family", "Apidae"], ["genus", "Apis"],
+                       ["species", "Apis mellifera"]],
+    "Vespa crabro": [["order", "Hymenoptera"], ["family", "Vespidae"], ["genus", "Vespa"], ["species", "Vespa crabro"]],
+    "Vespa velutina": [["order", "Hymenoptera"], ["family", "Vespidae"], ["genus", "Vespa"],
+                       ["species", "Vespa velutina"]],
+    "Formicidae": [["order", "Hymenoptera"], ["family", "Formicidae"]],
+}
+FULL = {"class_names": CLASSES, "threshold": 0.94, "lineages": LINEAGES, "background_classes": ["no organism"],
+        "outlier_classes": ["other insect"], "unknown_threshold": 5.0}
+
+
+@pytest.mark.parametrize("probs,unknown_score,taxon,rank,reason,probability", [
+    # named: a species at or over 0.94
+    ([0.00, 0.01, 0.97, 0.00, 0.01, 0.01], 1.0, "Vespa velutina", "species", "named", 0.97),
+    ([0.00, 0.00, 0.00, 0.96, 0.02, 0.02], 1.0, "Formicidae", "family", "named", 0.96),
+    # rolled up: neither hornet reaches 0.94, the genus does (0.50 + 0.47)
+    ([0.01, 0.50, 0.47, 0.00, 0.01, 0.01], 1.0, "Vespa", "genus", "rolled_up", 0.97),
+    # rolled up further: the genus Vespa holds 0.62, Hymenoptera 0.96 (Apidae and Formicidae hold one class each)
+    ([0.30, 0.32, 0.30, 0.04, 0.02, 0.02], 1.0, "Hymenoptera", "order", "rolled_up", 0.96),
+    # uncertain: no taxon reaches 0.94 (Hymenoptera holds 0.93; Apidae and Apis hold one class each)
+    ([0.88, 0.02, 0.02, 0.01, 0.05, 0.02], 1.0, "uncertain", None, "uncertain", 0.88),
+    # the same photo with less background: Hymenoptera holds 0.96, an order-level answer
+    ([0.90, 0.02, 0.02, 0.02, 0.02, 0.02], 1.0, "Hymenoptera", "order", "rolled_up", 0.96),
+    # no organism: the background class is the most probable, even with little margin
+    ([0.20, 0.10, 0.10, 0.05, 0.45, 0.10], 1.0, "no organism", None, "no_organism", 0.45),
+    # unknown: the look-alike class is the most probable
+    ([0.20, 0.05, 0.05, 0.05, 0.05, 0.60], 1.0, "unknown", None, "unknown", 0.20),
+    # unknown: confident, but far from every training crop (score over 5.0); the score wins over the name
+    ([0.00, 0.00, 0.99, 0.00, 0.01, 0.00], 7.5, "unknown", None, "unknown", 0.99),
+    # at the unknown threshold exactly: still known
+    ([0.00, 0.00, 0.99, 0.00, 0.01, 0.00], 5.0, "Vespa velutina", "species", "named", 0.99),
+])
+def test_every_reason(probs, unknown_score, taxon, rank, reason, probability):
+    d = decide(probabilities=probs, unknown_score=unknown_score, **FULL)
+    assert (d["taxon"], d["rank"], d["reason"]) == (taxon, rank, reason)
+    assert d["probability"] == pytest.approx(probability)
+    assert d["accepted"] is (reason in ("named", "rolled_up"))
+    assert d["unknown_score"] == unknown_score
+    # best guesses are organisms only, never the background or look-alike class
+    assert not {t["taxon"] for t in d["top"]} & {"no organism", "other insect"}
+
+
+def test_rollup_off_and_without_lineage():
+    probs = [0.01, 0.50, 0.47, 0.00, 0.01, 0.01]
+    assert decide(probabilities=probs, rollup=False, **FULL)["reason"] == "uncertain"
+    assert decide(probabilities=probs, **{**FULL, "lineages": None})["reason"] == "uncertain"
+
+
+def test_per_class_threshold_blocks_the_name_but_not_a_rollup_of_two():
+    probs = [0.00, 0.03, 0.95, 0.00, 0.01, 0.01]
+    d = decide(probabilities=probs, class_thresholds={"Vespa velutina": 0.97}, **FULL)
+    # velutina's own 0.97 is not reached; Vespa (velutina 0.95 + crabro 0.03 = 0.98) reaches the global 0.94
+    assert (d["taxon"], d["reason"], d["threshold"]) == ("Vespa", "rolled_up", 0.94)
+
+
+def test_no_unknown_check_without_a_threshold():
+    d = decide(probabilities=[0.00, 0.00, 0.99, 0.00, 0.01, 0.00], unknown_score=99.0,
+               **{**FULL, "unknown_threshold": None})
+    assert d["reason"] == "named" and d["unknown_score"] == 99.0

@@ -1,0 +1,57 @@
+"""Lineages of taxa, from the packaged ``configs/species.yaml`` (or a file of the same shape).
+
+A classifier's model file stores each class's lineage (``[[rank, name], ...]`` from the kingdom down to the
+class itself), so that the decision can roll an uncertain answer up to a higher taxon without reading any
+file at inference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+from core.config import packaged, read_yaml
+
+RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
+
+
+@lru_cache(maxsize=4)
+def species_index(path: str | None = None) -> dict[str, dict]:
+    """Entries of a species file by scientific name and by each alias, all in lower case."""
+    raw = read_yaml(Path(path) if path else packaged("species.yaml")) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path or 'configs/species.yaml'}: expected a mapping of scientific name: entry")
+    index: dict[str, dict] = {}
+    for name, entry in raw.items():
+        card = {"scientific_name": str(name), **(entry or {})}
+        for key in (name, *card.get("aliases", [])):
+            index[str(key).lower()] = card
+    return index
+
+
+def normalise_name(name: str) -> str:
+    """A folder or class name as a taxon name: ``Vespa_velutina`` -> ``vespa velutina``."""
+    return name.replace("_", " ").strip().lower()
+
+
+def lineage_of(name: str, path: str | None = None) -> list[list[str]]:
+    """``[[rank, name], ...]`` of a taxon (by scientific name or alias), most general first; ``[]`` if unknown."""
+    entry = species_index(path).get(normalise_name(name))
+    if entry is None:
+        return []
+    lineage = entry.get("lineage") or {}
+    return [[rank, str(lineage[rank])] for rank in RANKS if rank in lineage]
+
+
+def lineages(names: Iterable[str], path: str | None = None) -> dict[str, list[list[str]]]:
+    """The lineage of each name that has one."""
+    return {n: lin for n in names if (lin := lineage_of(n, path))}
+
+
+def is_within(taxon: str, ancestor: str, table: dict[str, list[list[str]]]) -> bool:
+    """Whether ``taxon`` is ``ancestor`` or lies under it, by the lineages in ``table`` (and species.yaml)."""
+    if normalise_name(taxon) == normalise_name(ancestor):
+        return True
+    lineage = table.get(taxon) or lineage_of(taxon)
+    return any(normalise_name(n) == normalise_name(ancestor) for _, n in lineage)

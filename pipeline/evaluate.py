@@ -1,0 +1,285 @@
+"""``taxolens evaluate``: how far to trust the models, measured as a user meets them.
+
+Launch::
+
+    taxolens evaluate PHOTOS --detector D --classifier C --out DIR [--unknown Bombus]
+
+``PHOTOS`` holds a folder per taxon (``Vespa_velutina/``, ``Apis mellifera/``, ``Bombus/``...). A folder
+whose taxon is no class of the model, holds none of its classes, or is listed with ``--unknown``, is a
+taxon **unknown to the model**: there the honest answers are ``unknown`` and ``uncertain``, and a name is
+a confident wrong answer. Every photo goes through the whole pipeline (detector, suppression, crops,
+classifier, decision); per folder the report gives photos, boxes per photo, the share of organisms named,
+rolled up, uncertain, unknown and dropped as no organism, how many answers are right, and the confusion
+of folders against answers. The operating point is stated as SpeciesNet states it ("83 % answered, 94.5 %
+of those right"), and ``coverage_accuracy.png`` shows what other thresholds would trade.
+
+An answer is **right** when it is the folder's taxon, lies under it (``Vespa velutina`` in a ``Vespa``
+folder) or above it (``Vespa``, rolled up, in a ``Vespa_velutina`` folder: right, less precise), by the
+lineages of the model file and ``configs/species.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from core.defaults import MAX_PIXELS
+from core.io import atomic_save_figure, atomic_write_csv, atomic_write_json, atomic_write_text, list_images
+from core.taxonomy import lineage_of, normalise_name, species_index
+from pipeline.decision import (
+    NAMED,
+    REASON_NO_ORGANISM,
+    REASON_UNCERTAIN,
+    REASON_UNKNOWN,
+    ROLLED_UP,
+    decide,
+)
+from pipeline.predictor import Pipeline
+from pipeline.run import PhotoDataset, collate_list
+
+LOGGER = logging.getLogger(__name__)
+ANSWERED = (NAMED, ROLLED_UP)
+CURVE_THRESHOLDS = tuple(round(t, 3) for t in np.concatenate([np.arange(0.30, 0.90, 0.05),
+                                                              np.arange(0.90, 0.995, 0.01), [0.995, 0.999]]))
+
+
+def folder_taxon(folder: str) -> str:
+    """A folder's name as a taxon: underscores are spaces, an alias in species.yaml gives its scientific name."""
+    entry = species_index().get(normalise_name(folder))
+    return str(entry["scientific_name"]) if entry else folder.replace("_", " ").strip()
+
+
+def _lineage_names(taxon: str, lineages: Mapping[str, Sequence[Sequence[str]]]) -> list[str]:
+    lin = lineages.get(taxon) or lineage_of(taxon)
+    return [normalise_name(n) for _, n in lin] or [normalise_name(taxon)]
+
+
+def is_right(answer: str, truth: str, lineages: Mapping[str, Sequence[Sequence[str]]]) -> bool:
+    """Whether ``answer`` agrees with ``truth``: the same taxon, one under it, or one above it."""
+    a, t = normalise_name(answer), normalise_name(truth)
+    return a == t or t in _lineage_names(answer, lineages) or a in _lineage_names(truth, lineages)
+
+
+def is_known(truth: str, class_names: Sequence[str], lineages: Mapping[str, Sequence[Sequence[str]]]) -> bool:
+    """Whether a folder's taxon is one the model can name: a class, or a taxon holding a class."""
+    t = normalise_name(truth)
+    return any(normalise_name(c) == t or t in _lineage_names(c, lineages) for c in class_names)
+
+
+def summarize_folder(records: Sequence[dict], truth: str, known: bool,
+                     lineages: Mapping[str, Sequence[Sequence[str]]]) -> dict:
+    """The figures of one folder from its photos' records (see the module docstring)."""
+    ok = [r for r in records if r["status"] == "ok"]
+    dets = [d for r in ok for d in r["detections"]]
+    dropped = sum(len(r.get("dropped", [])) for r in ok)
+    reasons = Counter(d["reason"] for d in dets)
+    answered = [d for d in dets if d["reason"] in ANSWERED]
+    right = [d for d in answered if is_right(d["taxon"], truth, lineages)]
+    named = [d for d in dets if d["reason"] == NAMED]
+    n = len(dets)
+
+    def share(k: int) -> float | None:
+        return k / n if n else None
+
+    row = {"folder_taxon": truth, "known": known, "photos": len(records), "failed": len(records) - len(ok),
+           "photos_with_organism": sum(bool(r["detections"]) for r in ok),
+           "organisms": n, "boxes_per_photo": n / len(ok) if ok else None, "dropped_no_organism": dropped,
+           "named": share(reasons[NAMED]), "rolled_up": share(reasons[ROLLED_UP]),
+           "uncertain": share(reasons[REASON_UNCERTAIN]), "unknown": share(reasons[REASON_UNKNOWN]),
+           "answered": share(len(answered)),
+           "answers_right": len(right) / len(answered) if answered else None,
+           "named_right": sum(is_right(d["taxon"], truth, lineages) for d in named) / len(named) if named else None,
+           "answers": dict(Counter(d["taxon"] for d in dets).most_common())}
+    if not known:
+        # a taxon the model never saw: every answer is a confident wrong name unless it is a higher taxon that
+        # truly holds it (Hymenoptera for a bumblebee)
+        wrong = [d for d in answered if not is_right(d["taxon"], truth, lineages)]
+        row["confidently_wrong"] = share(len(wrong))
+        row["honest"] = share(reasons[REASON_UNKNOWN] + reasons[REASON_UNCERTAIN] + len(answered) - len(wrong))
+    return row
+
+
+def coverage_accuracy(boxes: Sequence[dict], thresholds: Sequence[float] = CURVE_THRESHOLDS) -> list[dict]:
+    """Answered share and right share of known folders' organisms, deciding again at each global threshold.
+
+    Each box carries what the decision needs (``probabilities``, ``unknown_score``, ``settings``) and
+    ``truth``; per-class thresholds stay as the model file has them.
+    """
+    rows = []
+    for t in thresholds:
+        answered = right = 0
+        for b in boxes:
+            d = decide(probabilities=b["probabilities"], threshold=float(t), unknown_score=b["unknown_score"],
+                       **b["settings"])
+            if d["reason"] == REASON_NO_ORGANISM:
+                continue
+            if d["reason"] in ANSWERED:
+                answered += 1
+                right += is_right(d["taxon"], b["truth"], b["settings"]["lineages"])
+        total = sum(1 for b in boxes if b.get("organism", True))
+        rows.append({"threshold": float(t), "coverage": answered / total if total else None,
+                     "accuracy": right / answered if answered else None})
+    return rows
+
+
+def evaluate_folders(pipe: Pipeline, photos: str | Path, out: str | Path, *, unknown: Sequence[str] = (),
+                     workers: int = 1, batch_size: int = 1, max_pixels: int = MAX_PIXELS) -> dict:
+    """Run the pipeline over ``photos/<taxon>/...`` and write the report into ``out``; returns it."""
+    photos, out = Path(photos), Path(out)
+    folders = sorted(p for p in photos.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if photos.is_dir() else []
+    if not folders:
+        raise ValueError(f"{photos}: expected one folder per taxon (PHOTOS/<taxon>/*.jpg), found none")
+    settings = {**pipe.classifier.decision_settings, "rollup": pipe.rollup and
+                pipe.classifier.decision_settings["rollup"]}
+    lineages = settings["lineages"]
+    organisms = [n for n in pipe.classifier.class_names
+                 if n not in settings["background_classes"] and n not in settings["outlier_classes"]]
+    forced = {normalise_name(u) for u in unknown}
+    per_folder, boxes, all_records = [], [], []
+    for folder in folders:
+        truth = folder_taxon(folder.name)
+        known = normalise_name(folder.name) not in forced and normalise_name(truth) not in forced and is_known(
+            truth, organisms, lineages)
+        files = [p.relative_to(photos).as_posix() for p in list_images(folder)]
+        ds = PhotoDataset(photos, files, pipe.detector.info["min_size"], pipe.detector.info["max_size"], max_pixels)
+        loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_list)
+        records = []
+        for batch in tqdm(loader, desc=folder.name, unit="photo", leave=False):
+            for record in pipe.process_items(batch, keep_probabilities=True):
+                for d in [*record["detections"], *record.get("dropped", [])]:
+                    if known:
+                        boxes.append({"probabilities": d["probabilities"], "unknown_score": d["unknown_score"],
+                                      "settings": {**settings, "class_thresholds": settings["class_thresholds"]},
+                                      "truth": truth, "organism": d["reason"] != REASON_NO_ORGANISM})
+                    del d["probabilities"]
+                records.append({**record, "folder": folder.name})
+        per_folder.append({"folder": folder.name, **summarize_folder(records, truth, known, lineages)})
+        all_records += records
+    report = {"photos": str(photos.resolve()), "model_version": pipe.model_version, "settings": pipe.settings,
+              "folders": per_folder, "overall": overall(per_folder), "curve": coverage_accuracy(boxes)}
+    write_report(report, all_records, out)
+    return report
+
+
+def overall(folders: Sequence[dict]) -> dict:
+    """Known folders pooled: organisms answered and right; unknown folders pooled: named wrongly."""
+    known = [f for f in folders if f["known"]]
+    unknown = [f for f in folders if not f["known"]]
+    n_known = sum(f["organisms"] for f in known)
+    answered = sum((f["answered"] or 0) * f["organisms"] for f in known)
+    right = sum((f["answers_right"] or 0) * (f["answered"] or 0) * f["organisms"] for f in known)
+    n_unknown = sum(f["organisms"] for f in unknown)
+    wrong = sum((f["confidently_wrong"] or 0) * f["organisms"] for f in unknown)
+    return {"known_organisms": n_known, "answered": answered / n_known if n_known else None,
+            "answers_right": right / answered if answered else None,
+            "unknown_organisms": n_unknown, "unknown_named_wrongly": wrong / n_unknown if n_unknown else None}
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f} %"
+
+
+def write_report(report: dict, records: list[dict], out: Path) -> None:
+    """``report.md``, ``report.json``, ``confusion.csv``, ``coverage_accuracy.png`` and ``records.json``."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "report.json", report)
+    atomic_write_json(out / "records.json", records, indent=None)
+    o = report["overall"]
+    lines = [f"# How far to trust {report['model_version']}", "", f"Photos: `{report['photos']}`", ""]
+    if o["known_organisms"]:
+        lines.append(f"**Taxa the models know**: {_pct(o['answered'])} of {o['known_organisms']} organisms answered "
+                     f"(named or rolled up), {_pct(o['answers_right'])} of those right.")
+    if o["unknown_organisms"]:
+        lines.append(f"**Taxa the models never saw**: {_pct(o['unknown_named_wrongly'])} of "
+                     f"{o['unknown_organisms']} organisms given a wrong name; the rest answered unknown, uncertain "
+                     "or with a higher taxon that holds them.")
+    lines += ["", "| folder | known | photos | boxes / photo | named | rolled up | uncertain | unknown | "
+                  "answers right | named wrongly (unknown taxa) | dropped as no organism |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for f in report["folders"]:
+        bpp = "n/a" if f["boxes_per_photo"] is None else f"{f['boxes_per_photo']:.2f}"
+        lines.append(f"| {f['folder']} | {'yes' if f['known'] else 'no'} | {f['photos']} | {bpp} | "
+                     f"{_pct(f['named'])} | {_pct(f['rolled_up'])} | {_pct(f['uncertain'])} | {_pct(f['unknown'])} | "
+                     f"{_pct(f['answers_right'])} | {_pct(f.get('confidently_wrong'))} | {f['dropped_no_organism']} |")
+    answers = sorted({a for f in report["folders"] for a in f["answers"]})
+    lines += ["", "## Folders against answers (organisms)", "", "| folder | " + " | ".join(answers) + " |",
+              "|---|" + "---:|" * len(answers)]
+    rows = [[f["folder"], *[f["answers"].get(a, 0) for a in answers]] for f in report["folders"]]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    lines += ["", "## Coverage against accuracy (coverage_accuracy.png)", "",
+              "| threshold | answered | right |", "|---:|---:|---:|"]
+    lines += [f"| {r['threshold']:.3f} | {_pct(r['coverage'])} | {_pct(r['accuracy'])} |" for r in report["curve"]]
+    atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
+    atomic_write_csv(out / "confusion.csv", ["folder", *answers], rows)
+    _plot_curve(report["curve"], report["settings"].get("threshold"), out / "coverage_accuracy.png")
+
+
+def _plot_curve(curve: list[dict], threshold: float | None, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [r for r in curve if r["coverage"] is not None and r["accuracy"] is not None]
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.plot([r["coverage"] for r in pts], [r["accuracy"] for r in pts], marker=".")
+    for r in pts:
+        if threshold is not None and abs(r["threshold"] - threshold) < 1e-9:
+            ax.scatter([r["coverage"]], [r["accuracy"]], color="red", zorder=3, label=f"threshold {threshold}")
+    ax.set_xlabel("share of organisms answered (coverage)")
+    ax.set_ylabel("share of answers right (accuracy)")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Coverage against accuracy, taxa the models know")
+    if threshold is not None and pts:
+        ax.legend(loc="lower left")
+    fig.tight_layout()
+    atomic_save_figure(fig, path)
+    plt.close(fig)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """Options of ``taxolens evaluate``."""
+    from detector.evaluate import add_suppression_args
+
+    p = argparse.ArgumentParser(prog="taxolens evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("photos", help="a folder per taxon: PHOTOS/<taxon>/*.jpg")
+    p.add_argument("--detector", required=True, help="detector release file")
+    p.add_argument("--classifier", required=True, help="classifier release file")
+    p.add_argument("--out", required=True, help="folder for the report")
+    p.add_argument("--unknown", nargs="*", default=[], help="folders (taxa) to count as unknown to the model")
+    p.add_argument("--score-threshold", type=float, default=None, help="detector score; default: the model file's")
+    p.add_argument("--threshold", type=float, default=None, help="classifier probability; default: the model file's")
+    p.add_argument("--no-rollup", action="store_true", help="never answer with a higher taxon")
+    add_suppression_args(p)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--workers", type=int, default=1)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Entry point of ``taxolens evaluate``."""
+    args = get_args_parser().parse_args(argv)
+    pipe = Pipeline.from_files(args.detector, args.classifier, device=args.device,
+                               score_threshold=args.score_threshold, threshold=args.threshold,
+                               rollup=not args.no_rollup, suppress_iou=args.suppress_iou,
+                               suppress_containment=args.suppress_containment)
+    report = evaluate_folders(pipe, args.photos, args.out, unknown=args.unknown, workers=args.workers)
+    o = report["overall"]
+    for f in report["folders"]:
+        extra = f", named wrongly {_pct(f.get('confidently_wrong'))}" if not f["known"] else ""
+        bpp = "n/a" if f["boxes_per_photo"] is None else f"{f['boxes_per_photo']:.2f}"
+        print(f"{f['folder']}: {f['photos']} photos, {bpp} boxes/photo, answered {_pct(f['answered'])}, "
+              f"right {_pct(f['answers_right'])}, unknown {_pct(f['unknown'])}{extra}")
+    print(f"known taxa: {_pct(o['answered'])} answered, {_pct(o['answers_right'])} of those right; unknown taxa: "
+          f"{_pct(o['unknown_named_wrongly'])} named wrongly -> {Path(args.out) / 'report.md'}")
+    return report
