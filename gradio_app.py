@@ -268,6 +268,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--score-threshold", type=float, default=None, help="initial detector score (default: model's)")
     p.add_argument("--threshold", type=float, default=None, help="initial classifier threshold (default: model's)")
     p.add_argument("--classify-whole-photo", action="store_true", help="classify the whole photo when none is boxed")
+    p.add_argument("--no-rollup", action="store_true", help="never answer with a higher taxon (genus, family...)")
     p.add_argument("--concurrency", type=int, default=2, help="photos processed at once; the rest wait in the queue")
     p.add_argument("--max-file-size", default="25mb")
     return p
@@ -278,7 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     pipe = Pipeline.from_files(args.detector, args.classifier, device=args.device,
                                score_threshold=args.score_threshold, threshold=args.threshold,
-                               classify_whole_photo=args.classify_whole_photo, min_score_threshold=0.05)
+                               classify_whole_photo=args.classify_whole_photo, min_score_threshold=0.05,
+                               rollup=not args.no_rollup)
     demo = TaxolensApp(pipe, args.examples).build()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=256)
     demo.launch(server_name=args.host, server_port=args.port, css=CSS, max_file_size=args.max_file_size,

@@ -88,8 +88,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-precision", type=float, default=None,
                    help="also fit per-class thresholds reaching this precision on validation crops")
     p.add_argument("--unknown-method", default="auto", choices=["auto", "none", *UNKNOWN_METHODS],
-                   help="how unlike the training classes a crop is; auto: the best on look-alike validation "
-                        f"crops, else {DEFAULT_UNKNOWN_METHOD}")
+                   help=f"how unlike the training classes a crop is; auto: {DEFAULT_UNKNOWN_METHOD}, measured best "
+                        "on classes left out of training (every method is measured on look-alike crops too)")
     p.add_argument("--unknown-pass-rate", type=float, default=UNKNOWN_PASS_RATE,
                    help="share of known validation crops the unknown threshold lets pass")
     p.add_argument("--species-file", default=None,

@@ -191,12 +191,14 @@ def plot_pr(curves: dict, path: Path) -> None:
 
 def evaluate_detector(model_path: str | Path, coco_path: str | Path, out: str | Path, device: str = "cpu",
                       score_threshold: float | None = None, target_precision: float | None = None,
-                      suppress_iou: float | None = None, suppress_containment: float | None = None) -> dict:
+                      suppress_iou: float | None = None, suppress_containment: float | None = None,
+                      at_operating_point: bool = False) -> dict:
     """Evaluate a detector release file on a COCO file; write the report into ``out``.
 
     Besides COCOeval's figures: precision, recall, F1, false and duplicate boxes over score thresholds,
     the operating point chosen from them (F1-best, or the lowest threshold reaching ``target_precision``),
-    and the figures at ``score_threshold`` (default: the model file's).
+    and the figures at ``score_threshold`` (default: the model file's; with ``at_operating_point``, the
+    chosen one).
     """
     from annotations.coco import make_class_agnostic
     from detector.predict import Detector
@@ -209,10 +211,12 @@ def evaluate_detector(model_path: str | Path, coco_path: str | Path, out: str | 
         gt = {**make_class_agnostic(gt), "image_root": gt["image_root"]}
     results = predict_coco(det, gt, class_agnostic=agnostic)
     metrics = coco_metrics(gt, results)
-    thr = det.score_threshold if score_threshold is None else score_threshold
-    metrics["at_threshold"] = found_and_false(gt, results, thr)
     metrics["thresholds"] = threshold_table(gt, results)
     metrics["operating_point"] = choose_operating_point(metrics["thresholds"], target_precision)
+    thr = det.score_threshold if score_threshold is None else score_threshold
+    if at_operating_point:
+        thr = metrics["operating_point"]["score_threshold"]
+    metrics["at_threshold"] = found_and_false(gt, results, thr)
     metrics["suppression"] = det.suppression
     metrics["images"] = len(gt["images"])
     write_detector_report(metrics, out, f"{Path(model_path).name} on {Path(coco_path).name}")

@@ -208,13 +208,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.val and not args.no_eval:
         from detector.evaluate import evaluate_detector
 
+        # without --score-threshold, the operating point measured on validation photos, not a fixed 0.5
         metrics = evaluate_detector(out / "model.pt", args.val, out / "eval", str(device),
-                                    target_precision=args.target_precision)
+                                    target_precision=args.target_precision,
+                                    at_operating_point=args.score_threshold is None)
         op = metrics["operating_point"]
-        if args.score_threshold is None:  # the operating point measured on validation photos, not a fixed 0.5
+        if args.score_threshold is None:
             meta["score_threshold"] = op["score_threshold"]
-            metrics = evaluate_detector(out / "model.pt", args.val, out / "eval", str(device),
-                                        score_threshold=op["score_threshold"], target_precision=args.target_precision)
         at = metrics["at_threshold"]
         meta["operating_point"] = op
         meta["metrics"] = {k: metrics[k] for k in ("AP", "AP50", "AP75", "AR100")} | {

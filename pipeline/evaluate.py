@@ -68,9 +68,11 @@ def is_right(answer: str, truth: str, lineages: Mapping[str, Sequence[Sequence[s
 
 
 def is_known(truth: str, class_names: Sequence[str], lineages: Mapping[str, Sequence[Sequence[str]]]) -> bool:
-    """Whether a folder's taxon is one the model can name: a class, or a taxon holding a class."""
-    t = normalise_name(truth)
-    return any(normalise_name(c) == t or t in _lineage_names(c, lineages) for c in class_names)
+    """Whether a folder's taxon is one the model can name: a class, a taxon holding one, or one under a class.
+
+    A ``Vespa`` class names a ``Vespa_velutina`` folder, less precisely.
+    """
+    return any(is_right(c, truth, lineages) for c in class_names)
 
 
 def summarize_folder(records: Sequence[dict], truth: str, known: bool,

@@ -33,6 +33,7 @@ from core.crops import crop_box
 from core.defaults import MAX_PIXELS
 from core.io import atomic_save_image, atomic_write_json, list_images, read_jsonl, sha256_file
 from core.modelfile import taxolens_version
+from detector.evaluate import add_suppression_args
 from pipeline.exports import write_exports
 from pipeline.predictor import Pipeline, load_photo
 from pipeline.records import summarize_records
@@ -173,6 +174,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-crops", action="store_true", help="crops by taxon in OUT/crops/<taxon>/")
     p.add_argument("--score-threshold", type=float, default=None, help="detector score; default: the model file's")
     p.add_argument("--threshold", type=float, default=None, help="classifier probability; default: the model file's")
+    p.add_argument("--no-rollup", action="store_true", help="never answer with a higher taxon (genus, family...)")
+    add_suppression_args(p)
     p.add_argument("--classify-whole-photo", action="store_true",
                    help="where no organism is found, classify the whole photo (marked source=whole_photo)")
     p.add_argument("--strict", action="store_true", help="exit 1 if any photo failed")
@@ -194,7 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     pipe = Pipeline.from_files(args.detector, args.classifier, device=args.device,
                                score_threshold=args.score_threshold, threshold=args.threshold,
-                               classify_whole_photo=args.classify_whole_photo, proposals=args.proposals)
+                               classify_whole_photo=args.classify_whole_photo, proposals=args.proposals,
+                               rollup=not args.no_rollup, suppress_iou=args.suppress_iou,
+                               suppress_containment=args.suppress_containment)
     gt = None
     if args.coco_gt:
         from annotations.coco import load_coco
@@ -205,5 +210,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                         max_pixels=args.max_pixels, coco_gt=gt, model_paths=(args.detector, args.classifier))
     s = result["info"]["summary"]
     print(f"{s['photos']} photos: {s['organisms']} organisms {s['organisms_per_taxon']}, {s['uncertain']} uncertain, "
-          f"{s['no_organism']} with no organism, {s['failures']} failed -> {Path(args.out) / 'results.json'}")
+          f"{s['unknown']} unknown, {s['no_organism']} with no organism, {s['dropped_no_organism']} boxes dropped "
+          f"as no organism, {s['failures']} failed -> {Path(args.out) / 'results.json'}")
     return 1 if args.strict and s["failures"] else 0

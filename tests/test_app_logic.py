@@ -40,7 +40,7 @@ def test_uncertain_card_shows_three_guesses_and_unknown_taxon_gets_plain_card():
     assert "not sure" in html and html.count("<li>") == 3 and "Asian hornet" in html
     known = card_html({**d, "taxon": "Vespa velutina", "accepted": True}, 1, "es")
     assert "INVASORA en Galicia" in known and "012" in known
-    plain = card_html({**d, "taxon": "Bombus", "accepted": True}, 2, "gl")
+    plain = card_html({**d, "taxon": "Polistes dominula", "accepted": True}, 2, "gl")
     assert "Aínda non hai ficha" in plain
     assert "No organism found" in results_html({"detections": []}, "en")
 
@@ -65,3 +65,27 @@ def test_boxes_drawn_on_a_copy(tiny_models):
     d = {"box": [5, 5, 20, 20], "accepted": True, "taxon": "Formicidae", "probability": 0.97, "top": []}
     out = draw_detections(image, [d])
     assert out.shape == image.shape and out.any() and not image.any()
+
+
+def test_same_answers_are_grouped_with_reason_and_translated_rank():
+    from gradio_app import group_answers
+
+    def det(taxon, reason, p, rank=None):
+        return {"taxon": taxon, "reason": reason, "probability": p, "accepted": reason in ("named", "rolled_up"),
+                "rank": rank, "threshold": 0.94, "source": "detector", "unknown_score": 0.2,
+                "top": [{"taxon": "Vespa velutina", "probability": 0.5},
+                        {"taxon": "Vespa crabro", "probability": 0.47}]}
+
+    dets = [det("Apis mellifera", "named", 0.95, "species"), det("Vespa", "rolled_up", 0.97, "genus"),
+            det("Apis mellifera", "named", 0.99, "species"), det("uncertain", "uncertain", 0.5),
+            det("uncertain", "uncertain", 0.6), det("Apis mellifera", "named", 0.96, "species")]
+    groups = group_answers(dets)
+    # three honey bees in one card (the surest shown), each uncertain box its own card
+    assert [(g["taxon"], numbers) for g, numbers in groups] == [
+        ("Apis mellifera", [1, 3, 6]), ("Vespa", [2]), ("uncertain", [4]), ("uncertain", [5])]
+    assert groups[0][0]["probability"] == 0.99
+    html = results_html({"detections": dets, "dropped": [det("no organism", "no_organism", 0.8)]}, "gl")
+    assert "3 × " in html and "xénero" in html and "recadros 1, 3, 6" in html
+    assert "1 recadro(s) descartado(s)" in html
+    unknown = card_html(det("unknown", "unknown", 0.9), 7, "es")
+    assert "organismo desconocido" in unknown and "0.200" in unknown and "INVASORA" not in unknown

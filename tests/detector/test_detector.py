@@ -96,3 +96,25 @@ def test_crop_geometry_pads_and_clips():
     assert crop_region([0, 70, 30, 20], 96, 80, 0.2) == (0, 66, 36, 80)  # clipped at the photo's edges
     assert crop_box(photo, [10, 10, 30, 20], 0.2).shape == (28, 42, 3)
     assert crop_region([95.5, 79.5, 0.1, 0.1], 96, 80, 0.0) == (95, 79, 96, 80)  # at least one pixel
+
+
+def test_duplicates_and_operating_point(tiny_coco):
+    from detector.evaluate import choose_operating_point, threshold_table
+
+    gt = load_coco(tiny_coco)
+    exact = _results_from_gt(gt, score=0.9)
+    # each organism boxed again, a little off (IoU about 0.8), at a lower score: a duplicate box
+    again = [{**r, "bbox": [r["bbox"][0] + 1, r["bbox"][1] + 1, r["bbox"][2], r["bbox"][3]], "score": 0.4}
+             for r in exact]
+    stray = [{"image_id": 13, "category_id": 1, "bbox": [1, 1, 5, 5], "score": 0.7}]
+    t = found_and_false(gt, exact + again + stray, score_threshold=0.3)
+    n = len(gt["annotations"])
+    assert (t["found"], t["false_boxes"], t["duplicate_boxes"]) == (n, n + 1, n)
+    assert t["duplicates_per_organism"] == 1.0 and t["precision"] == pytest.approx(n / (2 * n + 1))
+    table = threshold_table(gt, exact + again + stray, thresholds=(0.3, 0.5, 0.8, 0.95))
+    # F1: 0.3 keeps the duplicates, 0.5 only the stray box, 0.8 nothing false, 0.95 nothing at all
+    assert [r["found"] for r in table] == [n, n, n, 0]
+    assert choose_operating_point(table)["score_threshold"] == 0.8
+    assert choose_operating_point(table, target_precision=0.9)["score_threshold"] == 0.5  # 18/19 = 0.947
+    unreachable = choose_operating_point(table[:1], target_precision=0.99)
+    assert unreachable["reached"] is False and unreachable["score_threshold"] == 0.3

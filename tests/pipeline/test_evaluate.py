@@ -27,6 +27,7 @@ def test_rightness_by_lineage():
     assert not is_right("Vespa crabro", "Vespa velutina", LINEAGES)
     assert not is_right("Apis mellifera", "Vespa", LINEAGES)
     assert is_known("Vespa", ["Vespa velutina"], LINEAGES) and not is_known("Bombus", ["Vespa velutina"], LINEAGES)
+    assert is_known("Vespa velutina", ["Vespa", "Apis mellifera"], LINEAGES)  # a genus class names its species
     assert folder_taxon("Vespa_velutina") == "Vespa velutina" and folder_taxon("bees") == "Apis mellifera"
 
 
