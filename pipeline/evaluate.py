@@ -46,8 +46,8 @@ from pipeline.run import PhotoDataset, collate_list
 
 LOGGER = logging.getLogger(__name__)
 ANSWERED = (NAMED, ROLLED_UP)
-CURVE_THRESHOLDS = tuple(round(t, 3) for t in np.concatenate([np.arange(0.30, 0.90, 0.05),
-                                                              np.arange(0.90, 0.995, 0.01), [0.995, 0.999]]))
+CURVE_THRESHOLDS = tuple(sorted({round(float(t), 3) for t in np.concatenate(
+    [np.arange(0.30, 0.90, 0.05), np.arange(0.90, 0.995, 0.01), [0.995, 0.999]])}))
 
 
 def folder_taxon(folder: str) -> str:

@@ -1,6 +1,7 @@
 """An installed taxolens works outside the checkout: configs ship in the wheel and load from there."""
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -13,7 +14,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_wheel_installed_in_a_fresh_venv_runs_outside_the_checkout(tiny_models, tmp_path):
     dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(ROOT)],
+    # built from a copy, so the checkout gets no build/ or egg-info folders
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "build", "dist", "*.egg-info",
+                                                                "__pycache__", ".*_cache"))
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(source)],
                    check=True, capture_output=True)
     wheel = next(dist.glob("taxolens-*.whl"))
     venv = tmp_path / "venv"
