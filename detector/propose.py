@@ -24,6 +24,7 @@ from annotations.coco import CocoBuilder, image_path, load_coco
 from core.crops import crop_box
 from core.defaults import CROP_PADDING
 from core.io import ImageReadError, atomic_save_image, atomic_write_json, list_images, read_image
+from detector.evaluate import add_suppression_args
 from detector.predict import Detector
 
 LOGGER = logging.getLogger(__name__)
@@ -80,8 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--score-threshold", type=float, default=None, help="default: the detector file's")
     p.add_argument("--max-per-photo", type=int, default=0, help="keep the N best boxes per photo (0: all)")
     p.add_argument("--device", default="auto")
+    add_suppression_args(p)
     args = p.parse_args(argv)
-    coco = propose(Detector.from_file(args.detector, args.device), args.folder, args.out,
+    detector = Detector.from_file(args.detector, args.device, suppress_iou=args.suppress_iou,
+                                  suppress_containment=args.suppress_containment)
+    coco = propose(detector, args.folder, args.out,
                    score_threshold=args.score_threshold, max_per_photo=args.max_per_photo)
     print(f"{args.out}: {len(coco['images'])} photos, {len(coco['annotations'])} boxes")
     return 0
@@ -173,8 +177,11 @@ def background_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--random-per-empty", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    add_suppression_args(p)
     args = p.parse_args(argv)
-    m = mine_background(Detector.from_file(args.detector, args.device), args.coco, args.out, padding=args.padding,
+    detector = Detector.from_file(args.detector, args.device, suppress_iou=args.suppress_iou,
+                                  suppress_containment=args.suppress_containment)
+    m = mine_background(detector, args.coco, args.out, padding=args.padding,
                         per_photo=args.per_photo, min_score=args.min_score, max_overlap=args.max_overlap,
                         random_per_empty=args.random_per_empty, seed=args.seed)
     print(f"{args.out}: {m['crops']['detector']} detector boxes and {m['crops']['random']} random boxes that are "
