@@ -98,6 +98,14 @@ def _dataset_root(root: str | Path) -> tuple[Path, bool]:
     return path, (path / "train").is_dir() and (path / "val").is_dir()
 
 
+def _flat_classes(root: Path, skipped: list[dict]) -> tuple[list[str], list[tuple[str, int]]]:
+    """Class names and readable photos of ``root/<class>/*``."""
+    class_names = [p.name for p in _class_folders(root)]
+    if not class_names:
+        raise ValueError(f"{root}: expected one folder per class (root/<class>/*.jpg), found none")
+    return class_names, _gather(root, class_names, skipped)
+
+
 def load_class_data(root: str | Path, *, val_fraction: float = 0.2, seed: int = 0,
                     group_regex: str | None = None) -> ClassData:
     """Find the classes and photos under ``root`` and split them.
@@ -116,10 +124,7 @@ def load_class_data(root: str | Path, *, val_fraction: float = 0.2, seed: int = 
         val = _gather(root / "val", class_names, skipped)
         split = "given"
     else:
-        class_names = [p.name for p in _class_folders(root)]
-        if not class_names:
-            raise ValueError(f"{root}: expected one folder per class (root/<class>/*.jpg), found none")
-        items = _gather(root, class_names, skipped)
+        class_names, items = _flat_classes(root, skipped)
         names = [Path(p).name for p, _ in items]
         labels = [class_names[c] for _, c in items]
         tr, va = group_split(names, labels, val_fraction=val_fraction, seed=seed, group_regex=group_regex)
@@ -148,10 +153,7 @@ def load_eval_data(root: str | Path) -> ClassData:
     if given:
         class_names = sorted(p.name for p in _class_folders(root / "val"))
         return ClassData(class_names, [], _gather(root / "val", class_names, skipped), str(root), "given", skipped)
-    class_names = [p.name for p in _class_folders(root)]
-    if not class_names:
-        raise ValueError(f"{root}: expected one folder per class (root/<class>/*.jpg), found none")
-    items = _gather(root, class_names, skipped)
+    class_names, items = _flat_classes(root, skipped)
     if not items:
         raise ValueError(f"{root}: no readable photos")
     return ClassData(class_names, [], items, str(root), "all photos", skipped)

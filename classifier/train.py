@@ -349,10 +349,11 @@ def train(settings: TrainSettings) -> dict:
                           "classes": report["classes"], "train": report["train"], "val": report["val"],
                           "skipped": len(data.skipped)},
     }
-    save_model_file(out / "model.pt", kind="classifier", state_dict=best_state, meta=meta)
     if data.val:
-        # what the numbers are worth, fitted on the validation crops with the best epoch's weights
-        extras = fit_extras(Classifier.from_file(out / "model.pt", device), data.train, data.val,
+        # what the numbers are worth, fitted on the validation crops with the best epoch's weights, in memory
+        model.load_state_dict(best_state)
+        best_clf = Classifier(model.eval(), data.class_names, pre, settings.threshold, meta, device)
+        extras = fit_extras(best_clf, data.train, data.val,
                             background=background, outliers=outliers, calibrate=settings.calibrate,
                             target_precision=settings.target_precision, unknown_method=settings.unknown_method,
                             pass_rate=settings.unknown_pass_rate, species_file=settings.species_file,

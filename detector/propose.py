@@ -126,8 +126,9 @@ def mine_background(detector: Detector, coco_path: str | Path, out: str | Path, 
     for a in coco["annotations"]:
         x, y, w, h = a["bbox"]
         by_image.setdefault(a["image_id"], []).append([x, y, x + w, y + h])
-    sizes = [(a["bbox"][2] / im["width"], a["bbox"][3] / im["height"]) for im in coco["images"]
-             for a in coco["annotations"] if a["image_id"] == im["id"]][:2000] or [(0.2, 0.2)]
+    shapes = {im["id"]: (im["width"], im["height"]) for im in coco["images"]}
+    sizes = [(a["bbox"][2] / shapes[a["image_id"]][0], a["bbox"][3] / shapes[a["image_id"]][1])
+             for a in coco["annotations"] if a["image_id"] in shapes] or [(0.2, 0.2)]
     counts = {"detector": 0, "random": 0}
     failures = []
     for im in tqdm(coco["images"], desc="background", unit="photo"):

@@ -108,26 +108,24 @@ def summarize_folder(records: Sequence[dict], truth: str, known: bool,
     return row
 
 
-def coverage_accuracy(boxes: Sequence[dict], thresholds: Sequence[float] = CURVE_THRESHOLDS) -> list[dict]:
+def coverage_accuracy(boxes: Sequence[dict], settings: Mapping, thresholds: Sequence[float] = CURVE_THRESHOLDS
+                      ) -> list[dict]:
     """Answered share and right share of known folders' organisms, deciding again at each global threshold.
 
-    Each box carries what the decision needs (``probabilities``, ``unknown_score``, ``settings``) and
-    ``truth``; per-class thresholds stay as the model file has them.
+    Each box carries ``probabilities``, ``unknown_score`` and ``truth``; ``settings`` are the decision's
+    other arguments (per-class thresholds stay as the model file has them). Boxes the decision drops as no
+    organism (at any threshold: that answer does not depend on it) are not organisms.
     """
+    decisions = [[decide(probabilities=b["probabilities"], threshold=float(t), unknown_score=b["unknown_score"],
+                         **settings) for b in boxes] for t in thresholds]
+    total = sum(d["reason"] != REASON_NO_ORGANISM for d in decisions[0]) if decisions else 0
     rows = []
-    for t in thresholds:
-        answered = right = 0
-        for b in boxes:
-            d = decide(probabilities=b["probabilities"], threshold=float(t), unknown_score=b["unknown_score"],
-                       **b["settings"])
-            if d["reason"] == REASON_NO_ORGANISM:
-                continue
-            if d["reason"] in ANSWERED:
-                answered += 1
-                right += is_right(d["taxon"], b["truth"], b["settings"]["lineages"])
-        total = sum(1 for b in boxes if b.get("organism", True))
-        rows.append({"threshold": float(t), "coverage": answered / total if total else None,
-                     "accuracy": right / answered if answered else None})
+    for t, row in zip(thresholds, decisions):
+        answered = [(d, b) for d, b in zip(row, boxes) if d["reason"] in ANSWERED]
+        right = sum(is_right(d["taxon"], b["truth"], settings["lineages"]) for d, b in answered)
+        answered_n = len(answered)
+        rows.append({"threshold": float(t), "coverage": answered_n / total if total else None,
+                     "accuracy": right / answered_n if answered_n else None})
     return rows
 
 
@@ -139,8 +137,7 @@ def evaluate_folders(pipe: Pipeline, photos: str | Path, out: str | Path, *, unk
         if photos.is_dir() else []
     if not folders:
         raise ValueError(f"{photos}: expected one folder per taxon (PHOTOS/<taxon>/*.jpg), found none")
-    settings = {**pipe.classifier.decision_settings, "rollup": pipe.rollup and
-                pipe.classifier.decision_settings["rollup"]}
+    settings = pipe.decision_settings
     lineages = settings["lineages"]
     organisms = [n for n in pipe.classifier.class_names
                  if n not in settings["background_classes"] and n not in settings["outlier_classes"]]
@@ -159,14 +156,13 @@ def evaluate_folders(pipe: Pipeline, photos: str | Path, out: str | Path, *, unk
                 for d in [*record["detections"], *record.get("dropped", [])]:
                     if known:
                         boxes.append({"probabilities": d["probabilities"], "unknown_score": d["unknown_score"],
-                                      "settings": {**settings, "class_thresholds": settings["class_thresholds"]},
-                                      "truth": truth, "organism": d["reason"] != REASON_NO_ORGANISM})
+                                      "truth": truth})
                     del d["probabilities"]
                 records.append({**record, "folder": folder.name})
         per_folder.append({"folder": folder.name, **summarize_folder(records, truth, known, lineages)})
         all_records += records
     report = {"photos": str(photos.resolve()), "model_version": pipe.model_version, "settings": pipe.settings,
-              "folders": per_folder, "overall": overall(per_folder), "curve": coverage_accuracy(boxes)}
+              "folders": per_folder, "overall": overall(per_folder), "curve": coverage_accuracy(boxes, settings)}
     write_report(report, all_records, out)
     return report
 

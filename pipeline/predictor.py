@@ -90,7 +90,7 @@ class Pipeline:
         clf = Classifier.from_file(classifier, dev)
         det_file = load_model_file(detector, "detector")
         score = float(det_file["score_threshold"]) if score_threshold is None else score_threshold
-        floor = max(min(score, score if min_score_threshold is None else min_score_threshold), 0.0)
+        floor = max(0.0, score if min_score_threshold is None else min(score, min_score_threshold))
         det = Detector.from_loaded(det_file, dev, proposals=proposals, score_floor=floor, suppress_iou=suppress_iou,
                                    suppress_containment=suppress_containment)
         thr = clf.threshold if threshold is None else threshold
@@ -103,6 +103,12 @@ class Pipeline:
                     "proposals": proposals, "crop_padding": clf.preprocessing.crop_padding,
                     "detector_min_size": det.info["min_size"], "detector_max_size": det.info["max_size"]},
                    rollup)
+
+    @property
+    def decision_settings(self) -> dict:
+        """The decision's keyword arguments from the model file, with this pipeline's rollup setting."""
+        settings = self.classifier.decision_settings
+        return {**settings, "rollup": self.rollup and settings["rollup"]}
 
     @property
     def model_version(self) -> str:
@@ -148,8 +154,7 @@ class Pipeline:
             sources.append(source)
             crops += [crop_box(image, box, self.classifier.preprocessing.crop_padding) for box in det["boxes"]]
         analysis = self.classifier.analyse(crops)
-        settings = {**self.classifier.decision_settings, "rollup": self.rollup and self.classifier.decision_settings[
-            "rollup"]}
+        settings = self.decision_settings
         results: list[list[dict]] = [[] for _ in images]
         k = 0
         for i, det in enumerate(dets):

@@ -52,6 +52,16 @@ def _farm(crops: Path, dest: Path, leave_out: str) -> list[Path]:
     return list_images(crops / leave_out)
 
 
+def _named_wrongly(answers: list[dict], truth: set[str]) -> float:
+    """Share of answers that name the left-out class as something it is not.
+
+    A rollup to a taxon that truly holds it (Vespa for V. crabro) is right, not wrong.
+    """
+    wrong = [a for a in answers if a["accepted"] and not (a["reason"] == ROLLED_UP
+                                                           and normalise_name(a["taxon"]) in truth)]
+    return len(wrong) / len(answers)
+
+
 def study_one(crops: Path, leave_out: str, out: Path, base: train.TrainSettings) -> dict:
     """Train without ``leave_out`` and measure every unknown score on its crops."""
     held_out = _farm(crops, out / "data", leave_out)
@@ -76,16 +86,12 @@ def study_one(crops: Path, leave_out: str, out: Path, base: train.TrainSettings)
         probs = softmax(new_logits, clf.temperature)
         answers = [decide(probabilities=p, threshold=clf.threshold, unknown_score=float(s),
                           **{**settings, "unknown_threshold": thr}) for p, s in zip(probs, s_new)]
-        # a rollup to a taxon that truly holds the left-out class (Vespa for V. crabro) is right, not wrong
-        wrong = [a for a in answers if a["accepted"] and not (a["reason"] == ROLLED_UP
-                                                               and normalise_name(a["taxon"]) in truth)]
         rows[method] = {"auroc": auroc(s_known, s_new), "flagged_unknown": float((s_new > thr).mean()),
-                        "named_wrongly": len(wrong) / len(answers),
+                        "named_wrongly": _named_wrongly(answers, truth),
                         "known_val_passing": float((s_known <= thr).mean())}
     no_score = [decide(probabilities=p, threshold=clf.threshold, **{**settings, "unknown_threshold": None})
                 for p in softmax(new_logits, clf.temperature)]
-    named_without = sum(a["accepted"] and not (a["reason"] == ROLLED_UP and normalise_name(a["taxon"]) in truth)
-                        for a in no_score) / len(no_score)
+    named_without = _named_wrongly(no_score, truth)
     return {"left_out": leave_out, "crops": len(held_out), "known_val_crops": int(known.sum()),
             "temperature": clf.temperature, "named_wrongly_without_unknown_score": named_without, "methods": rows}
 
