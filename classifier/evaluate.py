@@ -26,7 +26,7 @@ from classifier.fit import collect
 from classifier.metrics import evaluate_probabilities
 from classifier.predict import Classifier
 from core.defaults import THRESHOLD
-from core.io import atomic_save_figure, atomic_write_csv, atomic_write_json, atomic_write_text
+from core.io import atomic_write_csv, atomic_write_json, atomic_write_text, saved_figure
 
 LOGGER = logging.getLogger(__name__)
 
@@ -83,51 +83,35 @@ def evaluation_markdown(result: dict, class_names: list[str], title: str) -> str
 
 
 def _plot_confusion(cm: list[list[int]], names: list[str], title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     arr = np.array(cm)
-    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2.5, 1.2 * len(names) + 2))
-    ax.imshow(arr, cmap="Blues")
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    for i in range(arr.shape[0]):
-        for j in range(arr.shape[1]):
-            ax.text(j, i, str(arr[i, j]), ha="center", va="center",
-                    color="white" if arr[i, j] > arr.max() / 2 else "black")
-    fig.tight_layout()
-    atomic_save_figure(fig, path)
-    plt.close(fig)
+    with saved_figure(path, (1.2 * len(names) + 2.5, 1.2 * len(names) + 2)) as (fig, ax):
+        ax.imshow(arr, cmap="Blues")
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+        ax.set_yticks(range(len(names)), names)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(title)
+        for i in range(arr.shape[0]):
+            for j in range(arr.shape[1]):
+                ax.text(j, i, str(arr[i, j]), ha="center", va="center",
+                        color="white" if arr[i, j] > arr.max() / 2 else "black")
 
 
 def _plot_sweep(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     sweep = result["sweep"]
     t = [r["threshold"] for r in sweep]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(t, [np.nan if r["kappa"] is None else r["kappa"] for r in sweep], label="kappa", marker=".")
-    ax.plot(t, [np.nan if r["accuracy"] is None else r["accuracy"] for r in sweep], label="accuracy", marker=".")
-    ax.plot(t, [r["discarded"] for r in sweep], label="discard rate", marker=".")
-    ax.axvline(THRESHOLD, color="grey", linestyle="--", label=f"study's choice {THRESHOLD}")
-    if result["knee"]:
-        ax.axvline(result["knee"]["threshold"], color="red", linestyle=":",
-                   label=f"knee here {result['knee']['threshold']:.2f}")
-    ax.set_xlabel("probability threshold")
-    ax.set_ylim(0, 1.02)
-    ax.legend(loc="lower left")
-    ax.set_title("Kappa, accuracy and discard rate by threshold")
-    fig.tight_layout()
-    atomic_save_figure(fig, path)
-    plt.close(fig)
+    with saved_figure(path, (7, 4.5)) as (fig, ax):
+        ax.plot(t, [np.nan if r["kappa"] is None else r["kappa"] for r in sweep], label="kappa", marker=".")
+        ax.plot(t, [np.nan if r["accuracy"] is None else r["accuracy"] for r in sweep], label="accuracy", marker=".")
+        ax.plot(t, [r["discarded"] for r in sweep], label="discard rate", marker=".")
+        ax.axvline(THRESHOLD, color="grey", linestyle="--", label=f"study's choice {THRESHOLD}")
+        if result["knee"]:
+            ax.axvline(result["knee"]["threshold"], color="red", linestyle=":",
+                       label=f"knee here {result['knee']['threshold']:.2f}")
+        ax.set_xlabel("probability threshold")
+        ax.set_ylim(0, 1.02)
+        ax.legend(loc="lower left")
+        ax.set_title("Kappa, accuracy and discard rate by threshold")
 
 
 def write_evaluation(result: dict, class_names: list[str], out_dir: str | Path, title: str) -> None:
@@ -172,27 +156,19 @@ def evaluate_model_file(model: str | Path | Classifier, items: list[tuple[str, i
 
 
 def _plot_reliability(calibration: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.2, 5))
-    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
-    for key, label in (("reliability_before", "before"), ("reliability_after", "after")):
-        rows = calibration[key]
-        ece = calibration["ece_" + label]
-        ax.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], marker="o",
-                label=f"{label} (ECE {ece:.3f})" if ece is not None else label)
-    ax.set_xlabel("confidence (top probability)")
-    ax.set_ylabel("accuracy")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.set_title(f"Reliability, temperature {calibration['temperature']:.2f}")
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    atomic_save_figure(fig, path)
-    plt.close(fig)
+    with saved_figure(path, (5.2, 5)) as (fig, ax):
+        ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
+        for key, label in (("reliability_before", "before"), ("reliability_after", "after")):
+            rows = calibration[key]
+            ece = calibration["ece_" + label]
+            ax.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], marker="o",
+                    label=f"{label} (ECE {ece:.3f})" if ece is not None else label)
+        ax.set_xlabel("confidence (top probability)")
+        ax.set_ylabel("accuracy")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"Reliability, temperature {calibration['temperature']:.2f}")
+        ax.legend(loc="upper left")
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -20,7 +20,7 @@ from classifier import train
 from classifier.data import dataset_markdown, load_class_data, write_dataset_report
 from classifier.models import ARCHITECTURES
 from core.config import parse_with_config
-from core.io import atomic_save_figure, atomic_write_csv, atomic_write_json, atomic_write_text
+from core.io import atomic_write_csv, atomic_write_json, atomic_write_text, saved_figure
 from core.modelfile import WeightsError
 
 LOGGER = logging.getLogger(__name__)
@@ -90,29 +90,21 @@ def sweep_parser() -> argparse.ArgumentParser:
 
 
 def _plot_sweep(rows: list[dict], args: train.TrainSettings, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, kind, xlabel in ((axes[0], "lr", f"learning rate (momentum {args.momentum})"),
-                             (axes[1], "momentum", f"momentum (learning rate {args.lr})")):
-        sel = sorted((r for r in rows if r["varied"] == kind), key=lambda r: r[kind])
-        x = [r[kind] for r in sel]
-        ax.plot(x, [r["val_accuracy"] for r in sel], marker="o", label="val accuracy")
-        ax2 = ax.twinx()
-        ax2.plot(x, [r["val_loss"] for r in sel], marker="s", color="tab:red", label="val loss")
-        ax2.set_ylabel("loss", color="tab:red")
-        if kind == "lr":
-            ax.set_xscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("accuracy")
-        ax.set_ylim(0, 1.02)
-    fig.suptitle(f"{args.arch}, {args.epochs} epoch(s) per point")
-    fig.tight_layout()
-    atomic_save_figure(fig, path)
-    plt.close(fig)
+    with saved_figure(path, (11, 4.2), ncols=2) as (fig, axes):
+        for ax, kind, xlabel in ((axes[0], "lr", f"learning rate (momentum {args.momentum})"),
+                                 (axes[1], "momentum", f"momentum (learning rate {args.lr})")):
+            sel = sorted((r for r in rows if r["varied"] == kind), key=lambda r: r[kind])
+            x = [r[kind] for r in sel]
+            ax.plot(x, [r["val_accuracy"] for r in sel], marker="o", label="val accuracy")
+            ax2 = ax.twinx()
+            ax2.plot(x, [r["val_loss"] for r in sel], marker="s", color="tab:red", label="val loss")
+            ax2.set_ylabel("loss", color="tab:red")
+            if kind == "lr":
+                ax.set_xscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("accuracy")
+            ax.set_ylim(0, 1.02)
+        fig.suptitle(f"{args.arch}, {args.epochs} epoch(s) per point")
 
 
 def sweep_main(argv: Sequence[str] | None = None) -> list[dict]:

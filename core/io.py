@@ -6,6 +6,7 @@ corrupt files are handled once, and every error names the file and what is wrong
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -181,6 +182,26 @@ def atomic_save_figure(figure: Any, path: str | os.PathLike, dpi: int = 120) -> 
     """Atomically save a matplotlib figure (format from the file's extension)."""
     fmt = Path(path).suffix.lstrip(".") or "png"
     atomic_write(path, lambda fh: figure.savefig(fh, dpi=dpi, format=fmt), "wb")
+
+
+@contextlib.contextmanager
+def saved_figure(path: str | os.PathLike, figsize: tuple[float, float], ncols: int = 1) -> Iterator[tuple[Any, Any]]:
+    """A matplotlib figure to draw on, laid out, saved atomically and closed when the block ends.
+
+    Headless (matplotlib's Agg backend). Yields ``(fig, ax)``; ``ncols > 1`` gives a row of axes.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, ncols, figsize=figsize)
+    try:
+        yield fig, ax
+        fig.tight_layout()
+        atomic_save_figure(fig, path)
+    finally:
+        plt.close(fig)
 
 
 def atomic_save_image(image: np.ndarray, path: str | os.PathLike, **params: Any) -> None:

@@ -25,7 +25,7 @@ from torchvision.ops import box_iou
 from tqdm import tqdm
 
 from annotations.coco import load_coco
-from core.io import atomic_save_figure, atomic_write_csv, atomic_write_json, atomic_write_text
+from core.io import atomic_write_csv, atomic_write_json, atomic_write_text, saved_figure
 
 STAT_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100",
               "AR_small", "AR_medium", "AR_large")
@@ -169,24 +169,16 @@ def predict_coco(detector, gt: dict, batch_size: int = 2, class_agnostic: bool =
 
 def plot_pr(curves: dict, path: Path) -> None:
     """Precision against recall at IoU 0.5, one line per class."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for name, c in curves.items():
-        ax.plot(c["recall"], c["precision"], label=name)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.set_title("Precision-recall at IoU 0.5")
-    if curves:
-        ax.legend()
-    fig.tight_layout()
-    atomic_save_figure(fig, path)
-    plt.close(fig)
+    with saved_figure(path, (6, 4.5)) as (fig, ax):
+        for name, c in curves.items():
+            ax.plot(c["recall"], c["precision"], label=name)
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_title("Precision-recall at IoU 0.5")
+        if curves:
+            ax.legend()
 
 
 def evaluate_detector(model_path: str | Path, coco_path: str | Path, out: str | Path, device: str = "cpu",
@@ -266,23 +258,15 @@ def _num(x: float | None) -> str:
 
 def plot_thresholds(table: list[dict], op: dict, path: Path) -> None:
     """Precision, recall and F1 against the score threshold, the operating point marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    t = [r["score_threshold"] for r in table]
-    for key in ("precision", "recall", "f1"):
-        ax.plot(t, [np.nan if r[key] is None else r[key] for r in table], marker=".", label=key)
-    ax.axvline(op["score_threshold"], color="grey", linestyle="--", label=f"chosen ({op['method']})")
-    ax.set_xlabel("detector score threshold")
-    ax.set_ylim(0, 1.02)
-    ax.legend(loc="lower left")
-    ax.set_title("Detector operating point (IoU 0.5, any class)")
-    fig.tight_layout()
-    atomic_save_figure(fig, path)
-    plt.close(fig)
+    with saved_figure(path, (6.5, 4.2)) as (fig, ax):
+        t = [r["score_threshold"] for r in table]
+        for key in ("precision", "recall", "f1"):
+            ax.plot(t, [np.nan if r[key] is None else r[key] for r in table], marker=".", label=key)
+        ax.axvline(op["score_threshold"], color="grey", linestyle="--", label=f"chosen ({op['method']})")
+        ax.set_xlabel("detector score threshold")
+        ax.set_ylim(0, 1.02)
+        ax.legend(loc="lower left")
+        ax.set_title("Detector operating point (IoU 0.5, any class)")
 
 
 def get_args_parser() -> argparse.ArgumentParser:

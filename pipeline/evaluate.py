@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from core.defaults import MAX_PIXELS
-from core.io import atomic_save_figure, atomic_write_csv, atomic_write_json, atomic_write_text, list_images
+from core.io import atomic_write_csv, atomic_write_json, atomic_write_text, list_images, saved_figure
 from core.taxonomy import lineage_of, normalise_name, species_index
 from pipeline.decision import (
     NAMED,
@@ -221,27 +221,19 @@ def write_report(report: dict, records: list[dict], out: Path) -> None:
 
 
 def _plot_curve(curve: list[dict], threshold: float | None, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     pts = [r for r in curve if r["coverage"] is not None and r["accuracy"] is not None]
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    ax.plot([r["coverage"] for r in pts], [r["accuracy"] for r in pts], marker=".")
-    for r in pts:
-        if threshold is not None and abs(r["threshold"] - threshold) < 1e-9:
+    with saved_figure(path, (6, 4.5)) as (fig, ax):
+        ax.plot([r["coverage"] for r in pts], [r["accuracy"] for r in pts], marker=".")
+        marked = [r for r in pts if threshold is not None and abs(r["threshold"] - threshold) < 1e-9]
+        for r in marked:
             ax.scatter([r["coverage"]], [r["accuracy"]], color="red", zorder=3, label=f"threshold {threshold}")
-    ax.set_xlabel("share of organisms answered (coverage)")
-    ax.set_ylabel("share of answers right (accuracy)")
-    ax.set_xlim(0, 1.02)
-    ax.set_ylim(0, 1.02)
-    ax.set_title("Coverage against accuracy, taxa the models know")
-    if threshold is not None and pts:
-        ax.legend(loc="lower left")
-    fig.tight_layout()
-    atomic_save_figure(fig, path)
-    plt.close(fig)
+        ax.set_xlabel("share of organisms answered (coverage)")
+        ax.set_ylabel("share of answers right (accuracy)")
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.02)
+        ax.set_title("Coverage against accuracy, taxa the models know")
+        if marked:
+            ax.legend(loc="lower left")
 
 
 def get_args_parser() -> argparse.ArgumentParser:

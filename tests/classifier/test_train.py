@@ -164,3 +164,21 @@ def test_fine_tune_on_real_photos_beats_chance(tmp_path):
                           "--device", "cpu"])
     # 40 held-out photos, two balanced classes: chance is 0.5
     assert summary["eval"]["accuracy"] >= 0.75, summary
+
+
+def test_background_and_look_alike_classes_thresholds_and_field_augmentation(tiny_classes, tmp_path):
+    # "green" plays the background (a dish, a leaf), "blue" the look-alikes; only "red" is an organism
+    (tiny_classes / "green").rename(tiny_classes / "no organism")
+    train.main(["--data", str(tiny_classes), "--out", str(tmp_path / "run"), "--epochs", "1", "--augment", "field",
+                "--outlier-classes", "blue", "--target-precision", "0.9", *FAST])
+    raw = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    assert raw["background_classes"] == ["no organism"] and raw["outlier_classes"] == ["blue"]
+    assert raw["training"]["augment"] == "field"
+    # thresholds for organisms only, each reached on the validation crops or set out of reach
+    assert set(raw["class_thresholds"]) == {"red"} == set(raw["class_thresholds_fit"]["per_class"])
+    assert raw["class_thresholds_fit"]["target_precision"] == 0.9
+    assert raw["unknown"]["method"] == "knn" and raw["unknown"]["look_alike_val_crops"] > 0
+    assert set(raw["unknown"]["measured"]) == {"msp", "energy", "maxlogit", "centroid", "knn"}
+    with pytest.raises(ValueError, match="no class folder for outlier class"):
+        train.main(["--data", str(tiny_classes), "--out", str(tmp_path / "r2"), "--outlier-classes", "purple",
+                    *FAST])

@@ -70,6 +70,10 @@ def test_training_lowers_the_loss_and_release_round_trips(tiny_coco, tmp_path):
     raw = torch.load(out / "model.pt", weights_only=True)
     assert raw["kind"] == "detector" and raw["class_names"] == ["wasp", "bee"] and raw["min_size"] == 96
     assert raw["metrics"]["AP50"] == summary["metrics"]["AP50"]
+    # no --score-threshold: the F1-best operating point on --val is the model's threshold, measured there
+    assert raw["score_threshold"] == raw["operating_point"]["score_threshold"] == raw["metrics"]["score_threshold"]
+    assert raw["operating_point"]["method"] == "f1" and raw["suppression"] == {"iou": 0.5, "containment": 0.7}
+    assert (out / "eval" / "thresholds.csv").is_file() and (out / "eval" / "thresholds.png").is_file()
     det = Detector.from_file(out / "model.pt")
     gt = load_coco(tiny_coco)
     photo = read_image(tiny_coco.parent / gt["images"][0]["file_name"])
@@ -118,3 +122,16 @@ def test_duplicates_and_operating_point(tiny_coco):
     assert choose_operating_point(table, target_precision=0.9)["score_threshold"] == 0.5  # 18/19 = 0.947
     unreachable = choose_operating_point(table[:1], target_precision=0.99)
     assert unreachable["reached"] is False and unreachable["score_threshold"] == 0.3
+
+
+def test_anchor_sizes_follow_the_boxes():
+    from detector.models import DEFAULT_ANCHOR_SIZES, anchor_sizes_from_boxes
+
+    # 200 x 100 photos, boxes with sides 10..80 px, seen at min_size 50 (the photo halved)
+    images = [{"id": 1, "width": 200, "height": 100}]
+    boxes = [{"image_id": 1, "bbox": [0, 0, s, s]} for s in range(10, 81, 2)]
+    sizes = anchor_sizes_from_boxes({"images": images, "annotations": boxes}, 50, 1000)
+    flat = [v for level in sizes for v in level]
+    assert len(sizes) == 4 and flat == sorted(flat) and len(set(flat)) == 8
+    assert flat[0] == 8 and 38 <= flat[-1] <= 40  # halved: 5..40 px, and never under 8 px
+    assert anchor_sizes_from_boxes({"images": images, "annotations": boxes[:3]}, 50, 1000) == DEFAULT_ANCHOR_SIZES

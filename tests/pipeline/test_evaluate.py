@@ -101,3 +101,8 @@ def test_evaluate_command_on_tiny_folders(tiny_models, tmp_path):
     for name in ("report.md", "confusion.csv", "coverage_accuracy.png", "records.json"):
         assert (out / name).is_file(), name
     assert "probabilities" not in json.loads((out / "records.json").read_text())[0]["detections"][0]
+    # without rollup the genus cannot answer: every organism is uncertain
+    assert cli(["evaluate", str(photos), "--detector", str(tiny_models[0]), "--classifier", str(clf),
+                "--out", str(tmp_path / "flat"), "--workers", "0", "--no-rollup"]) == 0
+    flat = json.loads((tmp_path / "flat" / "report.json").read_text())
+    assert all(f["uncertain"] == 1.0 and f["answered"] == 0.0 for f in flat["folders"])
