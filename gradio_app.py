@@ -23,7 +23,6 @@ import gradio as gr
 
 from core.config import packaged, read_yaml
 from core.defaults import MAX_PIXELS
-from pipeline.decision import UNCERTAIN
 from pipeline.exports import write_csv
 from pipeline.predictor import Pipeline
 from pipeline.render import draw_detections
@@ -73,7 +72,7 @@ def card_html(detection: dict, number: int | Sequence[int], lang: str, count: in
     numbers = [number] if isinstance(number, int) else list(number)
     head = f"{count} × " if count > 1 else ""
     parts = [f'<div class="tl-card" data-testid="organism-card"><h3>{head}']
-    reason = detection.get("reason", "uncertain" if detection["taxon"] == UNCERTAIN else "named")
+    reason = detection["reason"]
     if reason == "unknown":
         parts.append(f"{_esc(t(lang, 'unknown_title'))}</h3>")
         score = detection.get("unknown_score")
@@ -119,8 +118,7 @@ def group_answers(detections: Sequence[dict]) -> list[tuple[dict, list[int]]]:
     """
     groups: dict[tuple, list[int]] = {}
     for i, d in enumerate(detections):
-        key = (d["taxon"], d.get("reason")) if d.get("reason") != "uncertain" and d["accepted"] or \
-            d.get("reason") == "unknown" else ("#", i)
+        key = ("#", i) if d["reason"] == "uncertain" else (d["taxon"], d["reason"])
         groups.setdefault(key, []).append(i)
     ordered = sorted(groups.values(), key=lambda idx: (-len(idx), idx[0]))
     return [(max((detections[i] for i in idx), key=lambda d: d["probability"]), [i + 1 for i in idx])

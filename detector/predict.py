@@ -13,7 +13,7 @@ from torchvision.models.detection.faster_rcnn import FasterRCNN
 from core.defaults import SUPPRESS_CONTAINMENT, SUPPRESS_IOU
 from core.modelfile import load_model_file
 from core.runtime import pick_device
-from detector.models import BOX_SCORE_FLOOR, build_detector
+from detector.models import build_detector
 from detector.suppress import suppress
 
 
@@ -31,13 +31,13 @@ class Detector:
     score_threshold: float
     info: dict[str, Any]
     device: torch.device
-    score_floor: float = BOX_SCORE_FLOOR
+    score_floor: float = 0.0
     suppression: dict[str, float] = field(default_factory=lambda: {"iou": SUPPRESS_IOU,
                                                                     "containment": SUPPRESS_CONTAINMENT})
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: str | torch.device = "cpu", *, proposals: int = 0,
-                  score_floor: float = BOX_SCORE_FLOOR, suppress_iou: float | None = None,
+                  score_floor: float = 0.0, suppress_iou: float | None = None,
                   suppress_containment: float | None = None) -> Detector:
         """Load a release file (``weights_only=True``).
 
@@ -58,7 +58,7 @@ class Detector:
 
     @classmethod
     def from_loaded(cls, mf: dict[str, Any], device: str | torch.device = "cpu", *, proposals: int = 0,
-                    score_floor: float = BOX_SCORE_FLOOR, suppress_iou: float | None = None,
+                    score_floor: float = 0.0, suppress_iou: float | None = None,
                     suppress_containment: float | None = None) -> Detector:
         """Build from a release file already read with :func:`core.modelfile.load_model_file`."""
         dev = pick_device(device) if isinstance(device, str) else device
@@ -79,7 +79,7 @@ class Detector:
     def batch_predict_tensors(self, images: list[torch.Tensor], score_threshold: float | None = None) -> list[dict]:
         """Detections for ``3xHxW`` tensors: ``boxes`` (N x 4 xywh), ``scores``, ``labels`` (class names)."""
         thr = self.score_threshold if score_threshold is None else score_threshold
-        if thr < self.score_floor and self.score_floor > BOX_SCORE_FLOOR:
+        if thr < self.score_floor:
             raise ValueError(f"score threshold {thr} is below {self.score_floor}, the lowest this detector was "
                              "loaded for (score_floor)")
         if not images:

@@ -15,7 +15,6 @@ from pipeline.decision import (
     REASON_UNCERTAIN,
     REASON_UNKNOWN,
     ROLLED_UP,
-    UNCERTAIN,
 )
 
 STATUS_OK = "ok"
@@ -38,8 +37,8 @@ def make_record(file: str, image_size: tuple[int, int] | None, detections: Seque
         return {"file": file, "status": STATUS_FAILED, "failure": failure, "detections": [], "dropped": [],
                 "model_version": model_version}
     assert image_size is not None, "a record that is not a failure needs the photo's size"
-    dets = [d for d in detections or [] if d.get("reason") != REASON_NO_ORGANISM]
-    dropped = [d for d in detections or [] if d.get("reason") == REASON_NO_ORGANISM]
+    dets = [d for d in detections or [] if d["reason"] != REASON_NO_ORGANISM]
+    dropped = [d for d in detections or [] if d["reason"] == REASON_NO_ORGANISM]
     whole = bool(dets) and dets[0]["source"] == SOURCE_WHOLE_PHOTO
     result = RESULT_NO_ORGANISM if not dets else (RESULT_WHOLE_PHOTO if whole else RESULT_ORGANISMS)
     return {"file": file, "status": STATUS_OK, "width": image_size[0], "height": image_size[1], "result": result,
@@ -51,7 +50,7 @@ def summarize_records(records: Sequence[dict]) -> dict:
     """Photos, failures, organisms per answered taxon, organisms per reason, photos with no organism."""
     dets = [d for r in records for d in r.get("detections", [])]
     taxa = Counter(d["taxon"] for d in dets if d.get("accepted"))
-    reasons = Counter(d.get("reason", REASON_UNCERTAIN if d["taxon"] == UNCERTAIN else NAMED) for d in dets)
+    reasons = Counter(d["reason"] for d in dets)
     return {"photos": len(records), "ok": sum(r["status"] == STATUS_OK for r in records),
             "failures": sum(r["status"] == STATUS_FAILED for r in records),
             "organisms": len(dets), "organisms_per_taxon": dict(sorted(taxa.items())),

@@ -33,14 +33,15 @@ def test_identify_messages(tiny_models, tmp_path):
 
 
 def test_uncertain_card_shows_three_guesses_and_unknown_taxon_gets_plain_card():
-    d = {"taxon": "uncertain", "probability": 0.5, "accepted": False, "threshold": 0.94, "source": "detector",
+    d = {"taxon": "uncertain", "reason": "uncertain", "probability": 0.5, "accepted": False, "threshold": 0.94,
+         "source": "detector",
          "top": [{"taxon": "Vespa velutina", "probability": 0.5}, {"taxon": "Apis mellifera", "probability": 0.3},
                  {"taxon": "Bombus", "probability": 0.2}]}
     html = card_html(d, 1, "en")
     assert "not sure" in html and html.count("<li>") == 3 and "Asian hornet" in html
-    known = card_html({**d, "taxon": "Vespa velutina", "accepted": True}, 1, "es")
+    known = card_html({**d, "taxon": "Vespa velutina", "reason": "named", "accepted": True}, 1, "es")
     assert "INVASORA en Galicia" in known and "012" in known
-    plain = card_html({**d, "taxon": "Polistes dominula", "accepted": True}, 2, "gl")
+    plain = card_html({**d, "taxon": "Polistes dominula", "reason": "named", "accepted": True}, 2, "gl")
     assert "Aínda non hai ficha" in plain
     assert "No organism found" in results_html({"detections": []}, "en")
 
