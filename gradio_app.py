@@ -21,7 +21,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from core.config import packaged, read_yaml
+from core.config import check_settings, packaged, read_yaml
 from core.defaults import MAX_PIXELS
 from pipeline.exports import write_csv
 from pipeline.predictor import Pipeline
@@ -274,7 +274,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``taxolens app``."""
-    args = get_args_parser().parse_args(argv)
+    args = check_settings(get_args_parser().parse_args(argv))
     pipe = Pipeline.from_files(args.detector, args.classifier, device=args.device,
                                score_threshold=args.score_threshold, threshold=args.threshold,
                                classify_whole_photo=args.classify_whole_photo, min_score_threshold=0.05,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import os
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -67,16 +68,23 @@ class CocoBuilder:
             self.categories[name] = len(self.categories) + 1
         return self.categories[name]
 
-    def add_image(self, path: Path, width: int | None = None, height: int | None = None) -> dict | None:
-        """Add a photo; its size is read from the file when not given. ``None`` if unreadable."""
-        if width is None or height is None:
-            try:
-                width, height = image_size(path)
-            except ImageReadError as exc:
-                self.problem("unreadable image", path, exc.reason)
-                return None
+    def add_image(self, path: Path, width: Any = None, height: Any = None, source: str | Path | None = None
+                  ) -> dict | None:
+        """Add a photo with its size read from the file's header; ``None`` if unreadable.
+
+        A size the annotation file records (``width``, ``height``) that differs is reported, and the
+        photo's own size is used: boxes are never clipped or dropped against a wrong recorded size.
+        """
+        try:
+            real_w, real_h = image_size(path)
+        except ImageReadError as exc:
+            self.problem("unreadable image", path, exc.reason)
+            return None
+        if width is not None and height is not None and (width, height) != (real_w, real_h):
+            self.problem("size mismatch", source or path, f"{path.name}: records {width}x{height}, the photo is "
+                         f"{real_w}x{real_h}; the photo's size is used")
         image = {"id": len(self.images) + 1, "file_name": os.path.relpath(path.resolve(), self.out_dir),
-                 "width": int(width), "height": int(height)}
+                 "width": int(real_w), "height": int(real_h)}
         self.images.append(image)
         return image
 
@@ -88,6 +96,10 @@ class CocoBuilder:
         when it was dropped.
         """
         x0, y0, x1, y1 = xyxy
+        if not all(math.isfinite(v) for v in xyxy):
+            self.problem("bad box", file, f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) is not four finite numbers; "
+                         "skipped", line)
+            return None
         W, H = image["width"], image["height"]
         cx0, cy0, cx1, cy1 = max(0.0, x0), max(0.0, y0), min(float(W), x1), min(float(H), y1)
         if x1 - x0 <= 0 or y1 - y0 <= 0 or cx1 - cx0 <= 0 or cy1 - cy0 <= 0:
@@ -154,10 +166,14 @@ def import_yolo(src: Path, b: CocoBuilder) -> None:
             if not fields:
                 continue
             try:
-                cls, nums = int(float(fields[0])), [float(v) for v in fields[1:]]
+                cls_value, nums = float(fields[0]), [float(v) for v in fields[1:]]
             except ValueError:
                 b.problem("bad line", label, f"expected numbers, got {raw.strip()!r}", n)
                 continue
+            if not cls_value.is_integer():
+                b.problem("bad line", label, f"class id {fields[0]!r} is not a whole number", n)
+                continue
+            cls = int(cls_value)
             if not 0 <= cls < len(names):
                 b.problem("unknown category", label, f"class {cls} but only {len(names)} names", n)
                 continue
@@ -176,10 +192,23 @@ def import_yolo(src: Path, b: CocoBuilder) -> None:
 
 # ---- Pascal VOC ---------------------------------------------------------------------------------------
 
+def inside(root: Path, name: str) -> Path | None:
+    """``root / name`` if it stays inside ``root`` (no absolute path, no ``..`` out of it), else ``None``.
+
+    Paths in annotation files are data: they must never open a file outside the dataset's folder.
+    """
+    if not name or Path(name).is_absolute():
+        return None
+    joined = os.path.normpath(root / name)
+    base = os.path.normpath(root)
+    return Path(joined) if joined == base or joined.startswith(base + os.sep) else None
+
+
 def _voc_image(xml: Path, filename: str) -> Path | None:
     for folder in (xml.parent, xml.parent.parent / "JPEGImages", xml.parent.parent / "images"):
-        if (folder / filename).is_file():
-            return folder / filename
+        candidate = inside(folder, filename)
+        if candidate is not None and candidate.is_file():
+            return candidate
     stem_matches = [p for p in xml.parent.glob(Path(filename).stem + ".*") if is_image_file(p)]
     return stem_matches[0] if stem_matches else None
 
@@ -194,6 +223,9 @@ def import_voc(src: Path, b: CocoBuilder) -> None:
             b.problem("bad file", xml, f"not valid XML ({exc})")
             continue
         filename = (root.findtext("filename") or "").strip() or xml.with_suffix(".jpg").name
+        if inside(xml.parent, filename) is None:
+            b.problem("unsafe path", xml, f"filename {filename!r} points outside the dataset folder; skipped")
+            continue
         path = _voc_image(xml, filename)
         if path is None:
             b.problem("missing image", xml, f"photo {filename!r} not found next to it or in ../JPEGImages")
@@ -203,9 +235,10 @@ def import_voc(src: Path, b: CocoBuilder) -> None:
             continue
         size = root.find("size")
         if size is not None and size.findtext("width"):
-            w, h = int(float(size.findtext("width") or 0)), int(float(size.findtext("height") or 0))
-            if (w, h) != (image["width"], image["height"]) and w > 0:
-                b.problem("size mismatch", xml, f"records {w}x{h}, photo is {image['width']}x{image['height']}")
+            w, h = size.findtext("width", "").strip(), size.findtext("height", "").strip()
+            if (w, h) != (str(image["width"]), str(image["height"])):
+                b.problem("size mismatch", xml, f"records {w}x{h}, the photo is {image['width']}x{image['height']}; "
+                          "the photo's size is used")
         for obj in root.iter("object"):
             name, bb = obj.findtext("name"), obj.find("bndbox")
             if not name or bb is None:
@@ -237,8 +270,11 @@ def import_csv(src: Path, b: CocoBuilder) -> None:
         for n, row in enumerate(reader, start=2):
             name = (row["image"] or "").strip()
             if name not in images:
-                path = (src.parent / name) if not Path(name).is_absolute() else Path(name)
-                if not path.is_file():
+                path = inside(src.parent, name)
+                if path is None:
+                    b.problem("unsafe path", src, f"photo {name!r} is outside the CSV's folder; skipped", n)
+                    images[name] = None
+                elif not path.is_file():
                     b.problem("missing image", src, f"photo {name!r} not found", n)
                     images[name] = None
                 else:
@@ -256,31 +292,117 @@ def import_csv(src: Path, b: CocoBuilder) -> None:
 
 # ---- COCO ---------------------------------------------------------------------------------------------
 
+def read_coco_json(src: Path) -> dict:
+    """A COCO JSON file's content, its structure checked.
+
+    Raises:
+        ValueError: unreadable, not JSON, nested too deeply, or not shaped like COCO; the message names the
+            file and the first problems.
+    """
+    try:
+        data = json.loads(src.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{src}: annotation file not found") from exc
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{src}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{src}: not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise ValueError(f"{src}: JSON nested too deeply to be a COCO file") from exc
+    problems = coco_structure_problems(data)
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise ValueError(f"{src}: not a usable COCO file: {'; '.join(problems[:3])}{more}")
+    return data
+
+
+def _is_id(v: Any) -> bool:
+    return isinstance(v, int | str) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def coco_structure_problems(data: Any) -> list[str]:
+    """What keeps ``data`` from being read as COCO: the top level, the three lists, the fields each item needs."""
+    if not isinstance(data, dict):
+        return [f"the top level is a {type(data).__name__}, not an object with images, annotations, categories"]
+    problems = [f"no {key!r} list" for key in ("images", "annotations", "categories")
+                if not isinstance(data.get(key), list)]
+    if problems:
+        return problems
+    for i, im in enumerate(data["images"]):
+        if not isinstance(im, dict) or not _is_id(im.get("id")) or not isinstance(im.get("file_name"), str):
+            problems.append(f"images[{i}] needs an id and a file_name")
+    for i, a in enumerate(data["annotations"]):
+        if not isinstance(a, dict) or not all(_is_id(a.get(k)) for k in ("image_id", "category_id")):
+            problems.append(f"annotations[{i}] needs an image_id and a category_id")
+        elif not (isinstance(a.get("bbox"), list) and len(a["bbox"]) == 4 and all(map(_is_number, a["bbox"]))):
+            problems.append(f"annotations[{i}] (id {a.get('id')}) needs a bbox of four finite numbers")
+    for i, c in enumerate(data["categories"]):
+        if not isinstance(c, dict) or not _is_id(c.get("id")) or not isinstance(c.get("name"), str):
+            problems.append(f"categories[{i}] needs an id and a name")
+    return problems
+
+
+def coco_reference_problems(data: dict) -> list[Problem]:
+    """Ids that repeat, and annotations that point to no declared image or category."""
+    src = str(data.get("image_root", "COCO file"))
+    problems: list[Problem] = []
+    for kind, items in (("duplicate image id", data["images"]), ("duplicate annotation id", data["annotations"]),
+                        ("duplicate category id", data["categories"])):
+        for i, n in Counter(x.get("id") for x in items).items():
+            if n > 1:
+                problems.append(Problem(kind, src, f"id {i} used {n} times"))
+    cats = {c["id"] for c in data["categories"]}
+    images = {im["id"] for im in data["images"]}
+    for a in data["annotations"]:
+        if a["category_id"] not in cats:
+            problems.append(Problem("unknown category", src, f"annotation id {a.get('id')}: category "
+                                    f"{a['category_id']} is not declared"))
+        if a["image_id"] not in images:
+            problems.append(Problem("unknown image", src, f"annotation id {a.get('id')}: image {a['image_id']}"))
+    return problems
+
+
 def import_coco(src: Path, b: CocoBuilder) -> None:
-    """COCO JSON (Roboflow and CVAT exports included): categories sharing a name are merged."""
-    data = json.loads(src.read_text())
-    cat_names = {c["id"]: str(c["name"]) for c in data.get("categories", [])}
+    """COCO JSON (Roboflow and CVAT exports included): categories sharing a name are merged.
+
+    Raises:
+        ValueError: not shaped like COCO, or image ids that repeat (their boxes would be doubled).
+    """
+    data = read_coco_json(src)
+    dupes_im = [i for i, n in Counter(im["id"] for im in data["images"]).items() if n > 1]
+    if dupes_im:
+        raise ValueError(f"{src}: image id(s) {dupes_im[:5]} used more than once; their boxes cannot be told "
+                         "apart. Fix the file (annotations validate lists every problem)")
+    cat_names = {c["id"]: str(c["name"]) for c in data["categories"]}
     dupes = [n for n, k in Counter(cat_names.values()).items() if k > 1]
     for name in dupes:
         ids = sorted(i for i, n in cat_names.items() if n == name)
         b.problem("duplicate category", src, f"categories {ids} are all named {name!r}; merged into one")
     by_image: dict[Any, list[dict]] = {}
-    for a in data.get("annotations", []):
-        by_image.setdefault(a.get("image_id"), []).append(a)
-    used = {a.get("category_id") for a in data.get("annotations", [])}
-    for cid in sorted(i for i in cat_names if i in used):  # keep the source's order, skip unused placeholders
+    for a in data["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a)
+    used = {a["category_id"] for a in data["annotations"]}
+    for cid in sorted((i for i in cat_names if i in used), key=str):  # skip unused placeholders
         b.category(cat_names[cid])
-    for img in data.get("images", []):
-        path = src.parent / img["file_name"]
+    for img in data["images"]:
+        path = inside(src.parent, img["file_name"])
+        if path is None:
+            b.problem("unsafe path", src, f"image id {img['id']}: {img['file_name']!r} is outside the COCO "
+                      "file's folder; skipped")
+            continue
         if not path.is_file():
             b.problem("missing image", src, f"image id {img['id']}: {img['file_name']!r} not found")
             continue
-        image = b.add_image(path, img.get("width"), img.get("height"))
+        image = b.add_image(path, img.get("width"), img.get("height"), src)
         if image is None:
             continue
         for a in by_image.get(img["id"], []):
-            if a.get("category_id") not in cat_names:
-                b.problem("unknown category", src, f"annotation id {a.get('id')}: category {a.get('category_id')}")
+            if a["category_id"] not in cat_names:
+                b.problem("unknown category", src, f"annotation id {a.get('id')}: category {a['category_id']}")
                 continue
             x, y, w, h = (float(v) for v in a["bbox"])
             b.add_box(image, cat_names[a["category_id"]], (x, y, x + w, y + h), src, None)
@@ -312,19 +434,24 @@ def make_class_agnostic(coco: dict) -> dict:
             "categories": [{"id": 1, "name": AGNOSTIC_NAME, "supercategory": "organism"}]}
 
 
-def load_coco(path: str | Path) -> dict:
-    """Read a canonical COCO file; ``image_root`` is added (the folder file names are relative to)."""
+def load_coco(path: str | Path, strict: bool = True) -> dict:
+    """Read a canonical COCO file; ``image_root`` is added (the folder file names are relative to).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not JSON or not shaped like COCO; with ``strict`` (what training, splits and crops
+            need), also ids that repeat and boxes of undeclared images or categories. ``annotations
+            validate`` reads with ``strict=False`` to list every such problem.
+    """
     p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(f"{p}: annotation file not found") from exc
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{p}: not valid JSON ({exc})") from exc
-    for key in ("images", "annotations", "categories"):
-        if key not in data:
-            raise ValueError(f"{p}: not a COCO file (no {key!r})")
+    data = read_coco_json(p)
     data["image_root"] = str(p.resolve().parent)
+    if strict:
+        problems = coco_reference_problems(data)
+        if problems:
+            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            raise ValueError(f"{p}: {'; '.join(f'{q.kind}: {q.message}' for q in problems[:3])}{more}; "
+                             "`taxolens annotations validate` lists every problem")
     return data
 
 

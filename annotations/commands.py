@@ -25,6 +25,7 @@ from tqdm import tqdm
 from annotations.coco import (
     IMPORTERS,
     Problem,
+    coco_reference_problems,
     image_path,
     import_annotations,
     load_coco,
@@ -33,6 +34,7 @@ from annotations.coco import (
     save_subset,
 )
 from annotations.split import group_split
+from core.config import check_settings
 from core.crops import crop_box
 from core.defaults import CROP_PADDING
 from core.io import ImageReadError, atomic_write_json, image_size, read_image
@@ -56,7 +58,7 @@ def import_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("src", help="folder (yolo, voc) or file (csv, coco)")
     p.add_argument("--out", required=True, help="COCO JSON to write")
     p.add_argument("--class-agnostic", action="store_true", help="every class becomes one: organism")
-    args = p.parse_args(argv)
+    args = check_settings(p.parse_args(argv))
     coco, problems = import_annotations(args.format, args.src, args.out, args.class_agnostic)
     empty = len({im["id"] for im in coco["images"]} - {a["image_id"] for a in coco["annotations"]})
     print(f"{args.out}: {len(coco['images'])} images ({empty} with no organism), {len(coco['annotations'])} boxes, "
@@ -71,15 +73,9 @@ def validate(coco_path: str | Path) -> list[Problem]:
     Missing or unreadable photos, sizes that differ from the recorded ones, unknown categories,
     duplicate ids, degenerate boxes and boxes outside the photo.
     """
-    coco = load_coco(coco_path)
+    coco = load_coco(coco_path, strict=False)
     src = str(coco_path)
-    problems: list[Problem] = []
-    for kind, items in (("duplicate image id", coco["images"]), ("duplicate annotation id", coco["annotations"]),
-                        ("duplicate category id", coco["categories"])):
-        for i, n in Counter(x.get("id") for x in items).items():
-            if n > 1:
-                problems.append(Problem(kind, src, f"id {i} used {n} times"))
-    cats = {c["id"] for c in coco["categories"]}
+    problems = [Problem(q.kind, src, q.message) for q in coco_reference_problems(coco)]
     images = {im["id"]: im for im in coco["images"]}
     for im in tqdm(coco["images"], desc="validate", unit="photo", leave=False):
         path = image_path(coco, im)
@@ -92,12 +88,8 @@ def validate(coco_path: str | Path) -> list[Problem]:
             problems.append(Problem("size mismatch", str(path), f"image id {im['id']}: recorded "
                                     f"{im.get('width')}x{im.get('height')}, photo is {w}x{h}"))
     for a in coco["annotations"]:
-        if a.get("category_id") not in cats:
-            problems.append(Problem("unknown category", src, f"annotation id {a.get('id')}: category "
-                                    f"{a.get('category_id')} is not declared"))
-        im = images.get(a.get("image_id"))
+        im = images.get(a["image_id"])
         if im is None:
-            problems.append(Problem("unknown image", src, f"annotation id {a.get('id')}: image {a.get('image_id')}"))
             continue
         x, y, w, h = a["bbox"]
         if w <= 0 or h <= 0:
@@ -112,7 +104,7 @@ def validate_main(argv: Sequence[str] | None = None) -> int:
     """``taxolens annotations validate``: exit 1 when there is any problem."""
     p = argparse.ArgumentParser(prog="taxolens annotations validate", description=validate.__doc__)
     p.add_argument("coco", help="COCO JSON")
-    args = p.parse_args(argv)
+    args = check_settings(p.parse_args(argv))
     problems = validate(args.coco)
     _print_problems(problems)
     return 1 if problems else 0
@@ -128,7 +120,7 @@ def split_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--group-regex", default=None, help=r"e.g. '^(.*?)_jpg' for Roboflow video frames")
-    args = p.parse_args(argv)
+    args = check_settings(p.parse_args(argv))
     coco = load_coco(args.coco)
     names = {c["id"]: c["name"] for c in coco["categories"]}
     labels: dict[int, list[str]] = {im["id"]: [] for im in coco["images"]}
@@ -170,7 +162,7 @@ def stats_main(argv: Sequence[str] | None = None) -> int:
     """``taxolens annotations stats``."""
     p = argparse.ArgumentParser(prog="taxolens annotations stats", description=stats.__doc__)
     p.add_argument("coco")
-    args = p.parse_args(argv)
+    args = check_settings(p.parse_args(argv))
     print(json.dumps(stats(load_coco(args.coco)), indent=2))
     return 0
 
@@ -222,7 +214,7 @@ def crops_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--class-agnostic", action="store_true")
     p.add_argument("--rename", nargs="*", default=[], metavar="OLD=NEW",
                    help="class folder names, e.g. Bees='Apis mellifera' Hornets=Vespa")
-    args = p.parse_args(argv)
+    args = check_settings(p.parse_args(argv))
     try:
         rename = dict(r.split("=", 1) for r in args.rename)
     except ValueError:

@@ -25,6 +25,7 @@ from classifier.data import load_class_data, load_eval_data
 from classifier.fit import collect
 from classifier.metrics import evaluate_probabilities
 from classifier.predict import Classifier
+from core.config import check_settings
 from core.defaults import THRESHOLD
 from core.io import atomic_write_csv, atomic_write_json, atomic_write_text, saved_figure
 
@@ -191,7 +192,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Entry point of ``taxolens classifier evaluate``."""
-    args = get_args_parser().parse_args(argv)
+    args = check_settings(get_args_parser().parse_args(argv))
     clf = Classifier.from_file(args.model, args.device)
     if args.recorded_split:
         split = clf.info.get("training_data", {}).get("split_settings", {})

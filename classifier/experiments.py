@@ -19,7 +19,7 @@ from pathlib import Path
 from classifier import train
 from classifier.data import dataset_markdown, load_class_data, write_dataset_report
 from classifier.models import ARCHITECTURES
-from core.config import parse_with_config
+from core.config import check_settings, parse_with_config
 from core.io import atomic_write_csv, atomic_write_json, atomic_write_text, saved_figure
 from core.modelfile import WeightsError
 
@@ -140,7 +140,7 @@ def report_data_parser() -> argparse.ArgumentParser:
 
 def report_data_main(argv: Sequence[str] | None = None) -> dict:
     """Entry point of ``taxolens classifier report-data``."""
-    args = report_data_parser().parse_args(argv)
+    args = check_settings(report_data_parser().parse_args(argv))
     data = load_class_data(args.data, val_fraction=args.val_fraction, seed=args.seed, group_regex=args.group_regex)
     report = write_dataset_report(data, args.out) if args.out else data.report()
     print(dataset_markdown(report), end="")

@@ -30,6 +30,7 @@ from classifier.calibration import (
 )
 from classifier.data import FolderDataset
 from classifier.predict import Classifier
+from core.runtime import WorkerInit
 from core.taxonomy import lineages
 
 LOGGER = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ DEFAULT_UNKNOWN_METHOD = "knn"
 def collect(clf: Classifier, items: list[tuple[str, int]], batch_size: int = 32, workers: int = 0,
             desc: str = "outputs") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Logits, embeddings and labels of ``(path, label)`` items, with the classifier's own preprocessing."""
-    loader = DataLoader(FolderDataset(items, clf.transform), batch_size=batch_size, num_workers=workers)
+    loader = DataLoader(FolderDataset(items, clf.transform), batch_size=batch_size, num_workers=workers,
+                        worker_init_fn=WorkerInit())
     logits, embeddings, labels = [], [], []
     for x, y in tqdm(loader, desc=desc, unit="batch", leave=False):
         lg, emb = clf.outputs_tensor(x)

@@ -21,7 +21,7 @@ from classifier.calibration import softmax, unknown_scores
 from classifier.data import build_transform
 from classifier.models import Preprocessing, head_of, rebuild_classifier
 from core.defaults import THRESHOLD
-from core.modelfile import load_model_file
+from core.modelfile import ModelFileError, load_model_file, load_weights
 from core.runtime import pick_device
 
 
@@ -52,13 +52,18 @@ class Classifier:
         """Load a release file (``weights_only=True``) and rebuild the network and its preprocessing."""
         mf = load_model_file(path, "classifier")
         dev = device if isinstance(device, torch.device) else pick_device(device)
-        model = rebuild_classifier(mf["architecture"], len(mf["class_names"]))
-        model.load_state_dict(mf["state_dict"])
+        try:
+            model = rebuild_classifier(mf["architecture"], len(mf["class_names"]))
+            preprocessing = Preprocessing.from_dict(mf["preprocessing"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ModelFileError(f"{mf['path']}: classifier settings missing or wrong "
+                                 f"({exc.__class__.__name__}: {exc})") from exc
+        load_weights(model, mf)
         model.eval().to(dev)
         if dev.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         info = {k: v for k, v in mf.items() if k != "state_dict"}
-        return cls(model, list(mf["class_names"]), Preprocessing.from_dict(mf["preprocessing"]),
+        return cls(model, list(mf["class_names"]), preprocessing,
                    float(mf.get("threshold", THRESHOLD)), info, dev)
 
     def __post_init__(self) -> None:
@@ -108,7 +113,11 @@ class Classifier:
             logits = self.model(x)
         emb = self._embedding[-1].float().flatten(1).cpu().numpy() if self._embedding else np.zeros((len(x), 0))
         self._embedding.clear()
-        return logits.float().cpu().numpy(), emb
+        out = logits.float().cpu().numpy()
+        if not np.isfinite(out).all():
+            raise ValueError(f"{self.info.get('path', 'classifier')}: the classifier's output is not finite "
+                             "(NaN or infinite); no answer is given")
+        return out, emb
 
     def analyse_tensor(self, batch: torch.Tensor) -> Analysis:
         """Calibrated probabilities and unknown scores for a preprocessed batch."""

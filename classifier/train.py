@@ -46,9 +46,9 @@ from classifier.models import ARCHITECTURES, Preprocessing, build_classifier, co
 from classifier.predict import Classifier
 from core.config import HelpFormatter, add_config_arg, parse_with_config, write_resolved
 from core.defaults import BACKGROUND_CLASS, CROP_PADDING, THRESHOLD, UNKNOWN_PASS_RATE
-from core.io import atomic_write_json
-from core.modelfile import resume_training, save_checkpoint, save_model_file
-from core.runtime import pick_device, seed_everything, seed_worker
+from core.io import atomic_write_json, folder_lock
+from core.modelfile import ModelFileError, resume_training, save_checkpoint, save_model_file
+from core.runtime import WorkerInit, pick_device, seed_everything
 
 LOGGER = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def _loaders(data: ClassData, settings: TrainSettings, pre: Preprocessing,
         sampler = WeightedRandomSampler(weights, num_samples=len(weights), replacement=True,
                                         generator=torch.Generator().manual_seed(settings.seed))
     common: dict[str, Any] = {"num_workers": settings.workers, "pin_memory": device.type == "cuda",
-                              "worker_init_fn": seed_worker}
+                              "worker_init_fn": WorkerInit(seed=True)}
     # training workers are started afresh every epoch so each epoch's augmentations follow from its seed
     train_loader = DataLoader(train_ds, batch_size=settings.batch_size, shuffle=sampler is None, sampler=sampler,
                               drop_last=len(train_ds) > settings.batch_size, **common)
@@ -253,22 +253,33 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 def train(settings: TrainSettings) -> dict:
-    """Train a classifier with ``settings`` into ``settings.out``; returns the run summary."""
+    """Train a classifier with ``settings`` into ``settings.out``; returns the run summary.
+
+    The output folder is locked for the run: a second training into it is refused at once.
+    """
     out = Path(settings.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out}: is a file, not a folder")
+    with folder_lock(out, "classifier training"):
+        return _train(settings, out)
+
+
+def _train(settings: TrainSettings, out: Path) -> dict:
     seed_everything(settings.seed)
     device = pick_device(settings.device)
     split_settings = {"val_fraction": settings.val_fraction, "seed": settings.seed, "group_regex": settings.group_regex}
     data = load_class_data(settings.data, val_fraction=settings.val_fraction, seed=settings.seed,
                            group_regex=settings.group_regex)
+    if len(data.class_names) < 2:
+        raise ValueError(f"{settings.data}: {len(data.class_names)} class folder(s) ({', '.join(data.class_names)}); "
+                         "a classifier needs at least two (one class would be named for every crop with "
+                         "probability 1.0)")
     background = [settings.background_class] if settings.background_class in data.class_names else []
     outliers = list(settings.outlier_classes)
     if missing := [c for c in outliers if c not in data.class_names]:
         raise ValueError(f"{settings.data}: no class folder for outlier class(es) {', '.join(missing)}")
     if len(data.class_names) - len(background) - len(outliers) < 1:
         raise ValueError(f"{settings.data}: no organism class besides the background and outlier classes")
-    report = write_dataset_report(data, out)
-    write_resolved(asdict(settings), out / "config.yaml")
     LOGGER.info("%d classes, %d train / %d val photos, device %s", len(data.class_names), len(data.train),
                 len(data.val), device)
 
@@ -299,8 +310,13 @@ def train(settings: TrainSettings) -> dict:
     ckpt = resume_training(ckpt_path, arch=settings.arch, class_names=data.class_names, device=device, model=model,
                            optimizer=optimizer, scheduler=scheduler, scaler=scaler)
     if ckpt is not None:
+        if "best" not in ckpt or "best_state" not in ckpt:
+            raise ModelFileError(f"{ckpt_path}: not a classifier checkpoint; delete it to start the run again")
         start_epoch, history, best, best_state = ckpt["epoch"], ckpt["history"], ckpt["best"], ckpt["best_state"]
         LOGGER.info("resuming %s after epoch %d of %d", ckpt_path, start_epoch, settings.epochs)
+    # written once the resume check passed: a refused resume leaves the run's files as they were
+    report = write_dataset_report(data, out)
+    write_resolved(asdict(settings), out / "config.yaml")
 
     for epoch in range(start_epoch, settings.epochs):
         # reseeded per epoch so that a resumed run draws the same batches as an uninterrupted one

@@ -12,7 +12,8 @@ installed taxolens finds them wherever it runs. ``--config`` takes a file path o
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -23,6 +24,45 @@ import yaml
 from core.io import atomic_write_text
 
 CONFIG_PACKAGE = "configs"
+
+
+class SettingError(ValueError):
+    """A setting outside its allowed values; the message names the setting, the value and what is allowed."""
+
+
+def _probability(v: float) -> bool:
+    return 0.0 <= v <= 1.0
+
+
+def _positive(v: float) -> bool:
+    return v > 0
+
+
+def _non_negative(v: float) -> bool:
+    return v >= 0
+
+
+def _at_least_one(v: float) -> bool:
+    return v >= 1
+
+
+#: allowed values of the numeric settings, by name, whichever command has them: (check, what is allowed).
+#: Checked after parsing, on values from the command line and from YAML alike; NaN and infinities never pass.
+LIMITS: dict[str, tuple[Callable[[float], bool], str]] = {
+    **dict.fromkeys(("threshold", "score_threshold", "target_precision", "unknown_pass_rate", "min_score"),
+                    (_probability, "a probability from 0 to 1")),
+    "val_fraction": (lambda v: 0 < v < 1, "a fraction between 0 and 1 (both excluded)"),
+    "momentum": (lambda v: 0 <= v < 1, "from 0 to 1 (1 excluded)"),
+    **dict.fromkeys(("lr", "gamma", "suppress_iou", "suppress_containment"), (_positive, "a number above 0")),
+    **dict.fromkeys(("weight_decay", "clip_grad", "padding", "max_overlap"), (_non_negative, "a number from 0 up")),
+    **dict.fromkeys(("epochs", "batch_size", "step_size", "head_size", "rois_per_image", "max_pixels",
+                     "concurrency", "users", "per_user"), (_at_least_one, "a whole number from 1 up")),
+    **dict.fromkeys(("workers", "warmup_iters", "proposals", "threads", "max_steps_per_epoch", "trainable_layers",
+                     "limit", "random_per_empty", "max_per_photo", "timeout"),
+                    (_non_negative, "a whole number from 0 up")),
+    **dict.fromkeys(("input_size", "min_size", "max_size"), (lambda v: v >= 16, "a size in pixels from 16 up")),
+    "crop_scale": (lambda v: 0 < v <= 1, "two fractions of the photo's area, above 0 and at most 1"),
+}
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -104,11 +144,62 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
         unknown = sorted(k for k in values if k.replace("-", "_") not in dests)
         if unknown:
             parser.error(f"{source}: unknown setting(s) {', '.join(unknown)}; see --help")
-        parser.set_defaults(**{k.replace("-", "_"): v for k, v in values.items()})
+        values = {k.replace("-", "_"): v for k, v in values.items()}
+        actions = {a.dest: a for a in parser._actions}
+        for key, value in values.items():
+            problem = _yaml_value_problem(actions[key], value)
+            if problem:
+                raise SettingError(f"{source}: {key}: {value!r} is not allowed ({problem})")
+        parser.set_defaults(**values)
     if overrides:
         parser.set_defaults(**overrides)
     args = parser.parse_args(argv)
     args.config = str(source) if source is not None else None
+    check_settings(args)
+    return args
+
+
+def _yaml_value_problem(action: argparse.Action, value: Any) -> str | None:
+    """What is wrong with a YAML value for an option (argparse checks only what is typed on the command line)."""
+    if value is None:
+        return None
+    if action.nargs == 0:  # a flag
+        return None if isinstance(value, bool) else "true or false"
+    many = action.nargs in ("*", "+") or isinstance(action.nargs, int)
+    if many != isinstance(value, list):
+        return "a list of values" if many else "one value, not a list"
+    for item in value if many else [value]:
+        if action.type is int and (isinstance(item, bool) or not isinstance(item, int)):
+            return "a whole number"
+        if action.type is float and (isinstance(item, bool) or not isinstance(item, int | float)):
+            return "a number"
+        if action.type in (None, str) and not isinstance(item, str | int | float) or isinstance(item, dict | list):
+            return "text"
+        if action.choices is not None and item not in action.choices:
+            return "one of " + ", ".join(map(str, action.choices))
+    return None
+
+
+def check_settings(args: argparse.Namespace) -> argparse.Namespace:
+    """Refuse numeric settings outside :data:`LIMITS` (and any that is NaN or infinite) before any work starts.
+
+    Returns ``args``. Raises:
+        SettingError: one line naming the setting, its value and what is allowed.
+    """
+    for dest, value in vars(args).items():
+        items = value if isinstance(value, list | tuple) else [value]
+        for item in items:
+            if isinstance(item, bool) or not isinstance(item, int | float):
+                continue
+            flag = "--" + dest.replace("_", "-")
+            if not math.isfinite(item):
+                raise SettingError(f"{flag} {item}: not a number; expected "
+                                   f"{LIMITS[dest][1] if dest in LIMITS else 'a finite number'}")
+            if dest in LIMITS and not LIMITS[dest][0](item):
+                raise SettingError(f"{flag} {item}: not allowed; expected {LIMITS[dest][1]}")
+    scale = getattr(args, "crop_scale", None)
+    if scale is not None and len(scale) == 2 and scale[0] > scale[1]:
+        raise SettingError(f"--crop-scale {scale[0]} {scale[1]}: the smaller fraction comes first")
     return args
 
 

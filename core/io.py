@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import hashlib
 import io
 import json
+import logging
+import math
 import os
 import tempfile
 import warnings
@@ -23,6 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.defaults import MAX_PIXELS
 
+LOGGER = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
 
 
@@ -40,19 +44,56 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(IMAGE_EXTENSIONS)
 
 
-def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """Photos under ``folder`` in a stable (sorted) order, hidden files and folders left out."""
+def scan_images(folder: str | os.PathLike, recursive: bool = True,
+                exclude: Iterable[str | os.PathLike] = ()) -> tuple[list[Path], list[str]]:
+    """Photos under ``folder`` in a stable (sorted) order, and the problems met while listing.
+
+    Hidden files and folders are left out, and so is every folder in ``exclude`` (a run's own output
+    folder inside its input). Linked folders are followed once (a link loop is not). A folder that
+    cannot be listed (no permission, a path too long, too deep) is not silently skipped: each is a
+    problem naming it. A dangling link is listed, so that it is reported as unreadable rather than missed.
+    """
     root = Path(folder)
-    pattern = root.rglob("*") if recursive else root.glob("*")
-    found = []
-    for p in pattern:
-        rel = p.relative_to(root).parts
-        if any(part.startswith(".") for part in rel):
+    excluded = {os.path.realpath(e) for e in exclude}
+    found: list[Path] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    stack = [root]
+    while stack:  # iterative: a tree thousands of folders deep cannot exhaust Python's stack
+        current = stack.pop()
+        real = os.path.realpath(current)
+        if real in seen or real in excluded:
             continue
-        # a dangling link is listed so that it is reported as unreadable rather than silently missed
-        if (p.is_file() or p.is_symlink()) and is_image_file(p):
-            found.append(p)
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+        seen.add(real)
+        try:
+            with os.scandir(current) as entries:
+                listed = list(entries)
+        except OSError as exc:
+            problems.append(f"{current}: folder cannot be listed ({exc.strerror or exc}); its photos are skipped")
+            continue
+        for entry in listed:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if recursive:
+                    stack.append(path)
+            elif is_image_file(entry.name):
+                found.append(path)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix()), sorted(problems)
+
+
+def list_images(folder: str | os.PathLike, recursive: bool = True,
+                exclude: Iterable[str | os.PathLike] = ()) -> list[Path]:
+    """:func:`scan_images`'s photos; each listing problem is logged as a warning naming the folder."""
+    found, problems = scan_images(folder, recursive, exclude)
+    for problem in problems:
+        LOGGER.warning("%s", problem)
+    return found
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -155,9 +196,25 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda fh: fh.write(text), "w")
 
 
+def finite(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by ``None``: strict JSON has no NaN."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def to_json(obj: Any, indent: int | None = None) -> str:
+    """Strict JSON (RFC 8259) that every reader accepts: a value that is not finite is written ``null``."""
+    return json.dumps(finite(obj), indent=indent, ensure_ascii=False, allow_nan=False)
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
-    """Atomically write ``obj`` as JSON."""
-    atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+    """Atomically write ``obj`` as strict JSON (see :func:`to_json`)."""
+    atomic_write_text(path, to_json(obj, indent) + "\n")
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
@@ -220,13 +277,63 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
-    """Records of a JSON-lines file; a torn last line (from a kill mid-write) is ignored."""
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
+    """Records of a JSON-lines file; lines that are not a JSON object (a torn last line) are left out."""
+    for _, record in check_jsonl(path)[0]:
+        yield record
+
+
+def check_jsonl(path: str | os.PathLike) -> tuple[list[tuple[int, dict]], list[tuple[int, bytes, str]]]:
+    """A JSON-lines file's records and its broken lines, each with its line number (from 1).
+
+    A line is broken when it is not UTF-8, not JSON, or not a JSON object; blank lines are neither.
+    """
+    records: list[tuple[int, dict]] = []
+    broken: list[tuple[int, bytes, str]] = []
+    with open(path, "rb") as fh:
+        for n, raw in enumerate(fh, start=1):
+            if not raw.strip():
                 continue
             try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
+                obj = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                broken.append((n, raw, f"not UTF-8 text (byte {exc.start})"))
                 continue
+            except json.JSONDecodeError as exc:
+                broken.append((n, raw, f"not valid JSON ({exc.msg}, column {exc.colno})"))
+                continue
+            if isinstance(obj, dict):
+                records.append((n, obj))
+            else:
+                broken.append((n, raw, f"a JSON {type(obj).__name__}, not a record"))
+    return records, broken
+
+
+class FolderInUseError(ValueError):
+    """Another live process holds the folder's lock."""
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, what: str = "taxolens run") -> Iterator[Path]:
+    """Hold ``folder/.taxolens.lock`` for the block: a second process asking for it is refused at once.
+
+    The lock is the kernel's (``flock``), so it dies with its holder: a lock file left by a killed run is
+    stale and is simply taken over. The file holds the holder's pid, for the refusal's message.
+
+    Raises:
+        FolderInUseError: a live process holds it; the message names the folder and that process.
+    """
+    path = Path(folder) / ".taxolens.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise FolderInUseError(f"{folder}: in use by another {what} (pid {holder}); wait for it to end or "
+                                   "choose another output folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -87,6 +87,8 @@ def load_model_file(path: str | os.PathLike, kind: str) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ModelFileError(f"{p}: model file not found")
+    if p.stat().st_size == 0:
+        raise ModelFileError(f"{p}: empty file (0 bytes); not a model file")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -99,10 +101,50 @@ def load_model_file(path: str | os.PathLike, kind: str) -> dict[str, Any]:
         raise ModelFileError(f"{p}: is a {obj.get('kind')} model file, a {kind} model file is needed here")
     if obj.get("format_version", 0) > FORMAT_VERSION:
         raise ModelFileError(f"{p}: written by a newer taxolens (format {obj['format_version']}); upgrade taxolens")
+    _check_header(p, obj, kind)
     if weights_sha256(obj["state_dict"]) != obj.get("weights_sha256"):
         raise ModelFileError(f"{p}: weights do not match their recorded SHA-256; the file is corrupt")
+    for name, tensor in obj["state_dict"].items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelFileError(f"{p}: weights hold NaN or infinite values (tensor {name}); the model would answer "
+                                 "nonsense: retrain it or use another file")
     obj["path"] = str(p)
     return obj
+
+
+#: fewest classes a model of each kind may have: a classifier of one class would name every crop with
+#: probability 1.0, which means nothing
+MIN_CLASSES = {"classifier": 2, "detector": 1}
+
+
+def _check_header(p: Path, obj: dict, kind: str) -> None:
+    """What every use of a model file relies on: an architecture, class names, a dict of tensors."""
+    if not isinstance(obj.get("architecture"), str) or not obj["architecture"]:
+        raise ModelFileError(f"{p}: no architecture named in the model file")
+    names = obj.get("class_names")
+    if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+        raise ModelFileError(f"{p}: class_names missing or not a list of names")
+    if len(names) < MIN_CLASSES[kind]:
+        raise ModelFileError(f"{p}: {len(names)} class(es); a {kind} needs at least {MIN_CLASSES[kind]}")
+    if len(set(names)) != len(names):
+        raise ModelFileError(f"{p}: class_names repeat a name")
+    state = obj["state_dict"]
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelFileError(f"{p}: state_dict is not a mapping of tensors")
+
+
+def load_weights(model: torch.nn.Module, mf: dict[str, Any]) -> None:
+    """Load a release file's weights into the network its header describes.
+
+    Raises:
+        ModelFileError: the weights do not fit that architecture (a file edited or mislabelled).
+    """
+    try:
+        model.load_state_dict(mf["state_dict"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise ModelFileError(f"{mf.get('path', 'model file')}: its weights do not fit the architecture it names "
+                             f"({mf['architecture']}, {len(mf['class_names'])} classes): {first[:200]}") from exc
 
 
 def save_checkpoint(path: Path, *, arch: str, class_names: list[str], epoch: int, model: torch.nn.Module,
@@ -135,12 +177,19 @@ def resume_training(path: Path, *, arch: str, class_names: list[str], device: to
     except Exception as exc:
         raise ModelFileError(f"{path}: checkpoint cannot be loaded ({exc.__class__.__name__}); "
                              "delete it to start the run again") from exc
+    needed = ("arch", "class_names", "epoch", "model", "optimizer", "scheduler", "history")
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in needed):
+        raise ModelFileError(f"{path}: not a taxolens training checkpoint; delete it to start the run again")
     if ckpt["arch"] != arch or ckpt["class_names"] != class_names:
         raise ModelFileError(f"{path}: belongs to another run ({ckpt['arch']}, classes {ckpt['class_names']}); "
-                         "use another --out or delete it")
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    scheduler.load_state_dict(ckpt["scheduler"])
-    if scaler is not None and ckpt.get("scaler"):
-        scaler.load_state_dict(ckpt["scaler"])
+                             "use another --out or delete it")
+    try:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise ModelFileError(f"{path}: checkpoint does not fit this run's model ({exc.__class__.__name__}); "
+                             "delete it to start the run again") from exc
     return ckpt

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 import random
+import signal
+import sys
 
 import numpy as np
 import torch
@@ -27,6 +31,43 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     torch.backends.cudnn.benchmark = False
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int | None = None) -> None:
+    """In a child process: be killed (SIGKILL) the moment the parent dies, even by ``kill -9``.
+
+    Linux's ``prctl(PR_SET_PDEATHSIG)``; elsewhere a no-op (DataLoader's own watchdog remains). If the
+    parent ``parent_pid`` died before this ran, the child exits at once.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
+        return
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)
+
+
+class WorkerInit:
+    """A picklable DataLoader ``worker_init_fn``: the worker dies with the process that started it.
+
+    Then :func:`seed_worker` runs when ``seed`` is set. A killed run leaves no loader worker behind.
+    """
+
+    def __init__(self, seed: bool = False) -> None:
+        self.parent_pid = os.getpid()
+        self.seed = seed
+
+    def __call__(self, worker_id: int) -> None:
+        """Run in each loader worker as it starts."""
+        die_with_parent(self.parent_pid)
+        if self.seed:
+            seed_worker(worker_id)
 
 
 def seed_worker(worker_id: int) -> None:

@@ -25,6 +25,7 @@ from torchvision.ops import box_iou
 from tqdm import tqdm
 
 from annotations.coco import load_coco
+from core.config import check_settings
 from core.io import atomic_write_csv, atomic_write_json, atomic_write_text, saved_figure
 
 STAT_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100",
@@ -295,7 +296,7 @@ def add_suppression_args(p: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Entry point of ``taxolens detector evaluate``."""
-    args = get_args_parser().parse_args(argv)
+    args = check_settings(get_args_parser().parse_args(argv))
     m = evaluate_detector(args.model, args.coco, args.out, args.device, args.score_threshold, args.target_precision,
                           args.suppress_iou, args.suppress_containment)
     print(json.dumps({k: m[k] for k in ("AP", "AP50", "AP75", "AR100", "per_class_AP", "at_threshold",

@@ -11,7 +11,7 @@ import torch
 from torchvision.models.detection.faster_rcnn import FasterRCNN
 
 from core.defaults import SUPPRESS_CONTAINMENT, SUPPRESS_IOU
-from core.modelfile import load_model_file
+from core.modelfile import ModelFileError, load_model_file, load_weights
 from core.runtime import pick_device
 from detector.models import build_detector
 from detector.suppress import suppress
@@ -62,18 +62,23 @@ class Detector:
                     suppress_containment: float | None = None) -> Detector:
         """Build from a release file already read with :func:`core.modelfile.load_model_file`."""
         dev = pick_device(device) if isinstance(device, str) else device
-        model = build_detector(mf["architecture"], len(mf["class_names"]), "none", min_size=mf["min_size"],
-                               max_size=mf["max_size"], mean=tuple(mf["mean"]), std=tuple(mf["std"]),
-                               head_size=mf.get("head_size", 1024), proposals=proposals,
-                               box_score_thresh=score_floor, anchor_sizes=mf.get("anchor_sizes"))
-        model.load_state_dict(mf["state_dict"])
+        try:
+            model = build_detector(mf["architecture"], len(mf["class_names"]), "none", min_size=int(mf["min_size"]),
+                                   max_size=int(mf["max_size"]), mean=tuple(mf["mean"]), std=tuple(mf["std"]),
+                                   head_size=mf.get("head_size", 1024), proposals=proposals,
+                                   box_score_thresh=score_floor, anchor_sizes=mf.get("anchor_sizes"))
+            score = float(mf["score_threshold"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ModelFileError(f"{mf.get('path', 'model file')}: detector settings missing or wrong "
+                                 f"({exc.__class__.__name__}: {exc})") from exc
+        load_weights(model, mf)
         model.eval().to(dev)
         info = {k: v for k, v in mf.items() if k != "state_dict"}
         stored = mf.get("suppression") or {}
         suppression = {"iou": float(suppress_iou if suppress_iou is not None else stored.get("iou", SUPPRESS_IOU)),
                        "containment": float(suppress_containment if suppress_containment is not None
                                             else stored.get("containment", SUPPRESS_CONTAINMENT))}
-        return cls(model, list(mf["class_names"]), float(mf["score_threshold"]), info, dev, score_floor, suppression)
+        return cls(model, list(mf["class_names"]), score, info, dev, score_floor, suppression)
 
     @torch.inference_mode()
     def batch_predict_tensors(self, images: list[torch.Tensor], score_threshold: float | None = None) -> list[dict]:

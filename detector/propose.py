@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from annotations.coco import CocoBuilder, image_path, load_coco
+from core.config import check_settings
 from core.crops import crop_box
 from core.defaults import CROP_PADDING
 from core.io import ImageReadError, atomic_save_image, atomic_write_json, list_images, read_image
@@ -82,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-per-photo", type=int, default=0, help="keep the N best boxes per photo (0: all)")
     p.add_argument("--device", default="auto")
     add_suppression_args(p)
-    args = p.parse_args(argv)
+    args = check_settings(p.parse_args(argv))
     detector = Detector.from_file(args.detector, args.device, suppress_iou=args.suppress_iou,
                                   suppress_containment=args.suppress_containment)
     coco = propose(detector, args.folder, args.out,
@@ -179,7 +180,7 @@ def background_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     add_suppression_args(p)
-    args = p.parse_args(argv)
+    args = check_settings(p.parse_args(argv))
     detector = Detector.from_file(args.detector, args.device, suppress_iou=args.suppress_iou,
                                   suppress_containment=args.suppress_containment)
     m = mine_background(detector, args.coco, args.out, padding=args.padding,

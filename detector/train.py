@@ -28,9 +28,9 @@ from tqdm import tqdm
 from annotations.coco import load_coco
 from core.config import HelpFormatter, add_config_arg, parse_with_config, write_resolved
 from core.defaults import DETECTOR_SCORE_THRESHOLD, SUPPRESS_CONTAINMENT, SUPPRESS_IOU
-from core.io import atomic_write_json
+from core.io import atomic_write_json, folder_lock
 from core.modelfile import resume_training, save_checkpoint, save_model_file
-from core.runtime import pick_device, seed_everything, seed_worker
+from core.runtime import WorkerInit, pick_device, seed_everything
 from detector.data import PRESETS, CocoDetectionDataset, build_augmentation, collate
 from detector.evaluate import add_suppression_args
 from detector.models import (
@@ -140,8 +140,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     """Entry point of ``taxolens detector train``; returns the run summary."""
     args = parse_with_config(get_args_parser(), argv, default="detector")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_resolved(args, out / "config.yaml")
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out}: is a file, not a folder")
+    with folder_lock(out, "detector training"):
+        return _train(args, out)
+
+
+def _train(args: argparse.Namespace, out: Path) -> dict:
     seed_everything(args.seed)
     device = pick_device(args.device)
     coco = load_coco(args.train)
@@ -159,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     anchors_list = [list(level) for level in anchors]
     model.to(device)
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-                        collate_fn=collate, worker_init_fn=seed_worker, pin_memory=device.type == "cuda")
+                        collate_fn=collate, worker_init_fn=WorkerInit(seed=True), pin_memory=device.type == "cuda")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     steps = args.lr_steps if args.lr_steps is not None else [max(1, round(0.75 * args.epochs))]
@@ -174,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if ckpt is not None:
         start_epoch, history = ckpt["epoch"], ckpt["history"]
         LOGGER.info("resuming %s after epoch %d of %d", ckpt_path, start_epoch, args.epochs)
+    write_resolved(args, out / "config.yaml")  # once the resume check passed
 
     for epoch in range(start_epoch, args.epochs):
         seed_everything(args.seed * 1000 + epoch)

@@ -30,8 +30,10 @@ import numpy as np
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from core.config import check_settings
 from core.defaults import MAX_PIXELS
 from core.io import atomic_write_csv, atomic_write_json, atomic_write_text, list_images, saved_figure
+from core.runtime import WorkerInit
 from core.taxonomy import lineage_of, normalise_name, species_index
 from pipeline.decision import (
     NAMED,
@@ -149,7 +151,8 @@ def evaluate_folders(pipe: Pipeline, photos: str | Path, out: str | Path, *, unk
             truth, organisms, lineages)
         files = [p.relative_to(photos).as_posix() for p in list_images(folder)]
         ds = PhotoDataset(photos, files, pipe.detector.info["min_size"], pipe.detector.info["max_size"], max_pixels)
-        loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_list)
+        loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_list,
+                            worker_init_fn=WorkerInit())
         records = []
         for batch in tqdm(loader, desc=folder.name, unit="photo", leave=False):
             for record in pipe.process_items(batch, keep_probabilities=True):
@@ -258,7 +261,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Entry point of ``taxolens evaluate``."""
-    args = get_args_parser().parse_args(argv)
+    args = check_settings(get_args_parser().parse_args(argv))
     pipe = Pipeline.from_files(args.detector, args.classifier, device=args.device,
                                score_threshold=args.score_threshold, threshold=args.threshold,
                                rollup=not args.no_rollup, suppress_iou=args.suppress_iou,

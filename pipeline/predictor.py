@@ -25,6 +25,9 @@ from detector.predict import Detector
 from pipeline.decision import decide
 from pipeline.records import SOURCE_DETECTOR, SOURCE_WHOLE_PHOTO, make_record
 
+#: shortest side, in pixels, a photo may have once shrunk to the detector's input (a 20000x20 strip has none)
+MIN_DETECTOR_SIDE = 8
+
 
 def detector_input(image: np.ndarray, min_size: int, max_size: int) -> tuple[torch.Tensor, float]:
     """A photo as the detector's input tensor, already shrunk as the detector would shrink it.
@@ -51,11 +54,17 @@ def load_photo(path: str | os.PathLike, name: str, min_size: int, max_size: int,
     """
     try:
         image = read_image(path, max_pixels=max_pixels)
+        h, w = image.shape[:2]
+        scale = min(1.0, min_size / min(h, w), max_size / max(h, w))
+        if min(h, w) * scale < MIN_DETECTOR_SIDE:
+            return {"file": name, "failure": f"photo too narrow: {w}x{h} px would be {w * scale:.0f}x{h * scale:.0f} "
+                                             f"px at the detector's input (its short side must keep "
+                                             f"{MIN_DETECTOR_SIDE} px)"}
+        return {"file": name, "image": image, "input": detector_input(image, min_size, max_size)}
     except ImageReadError as exc:
         return {"file": name, "failure": exc.reason}
     except Exception as exc:  # a decoder bug must not stop a run of thousands of photos
         return {"file": name, "failure": f"could not decode ({exc.__class__.__name__}: {exc})"}
-    return {"file": name, "image": image, "input": detector_input(image, min_size, max_size)}
 
 
 @dataclass
@@ -146,6 +155,9 @@ class Pipeline:
         crops, sources = [], []
         for image, det, (_, scale) in zip(images, dets, inputs):
             det["boxes"] = det["boxes"] / scale
+            if not (np.isfinite(det["boxes"]).all() and np.isfinite(det["scores"]).all()):
+                raise ValueError(f"{self.detector.info.get('path', 'detector')}: the detector's output is not "
+                                 "finite (NaN or infinite boxes or scores)")
             source = SOURCE_DETECTOR
             if not len(det["boxes"]) and self.classify_whole_photo:
                 h, w = image.shape[:2]
@@ -184,18 +196,29 @@ class Pipeline:
         """Records for photos from :func:`load_photo` (failures included), in order: the one record maker."""
         t0 = time.perf_counter()
         ok = [it for it in items if "failure" not in it]
-        found = self.process_batch([it["image"] for it in ok], [it["input"] for it in ok], score_threshold,
-                                   threshold, keep_probabilities) if ok else []
+        args = (score_threshold, threshold, keep_probabilities)
+        by_file: dict[str, list[dict] | str] = {}
+        try:
+            found = self.process_batch([it["image"] for it in ok], [it["input"] for it in ok], *args) if ok else []
+            by_file = {it["file"]: dets for it, dets in zip(ok, found)}
+        except Exception:  # one photo must not cost the others their answers: each on its own, failures kept
+            for it in ok:
+                try:
+                    by_file[it["file"]] = self.process_batch([it["image"]], [it["input"]], *args)[0]
+                except Exception as exc:
+                    by_file[it["file"]] = f"could not process ({exc.__class__.__name__}: {exc})"
         per_photo = (time.perf_counter() - t0) / max(len(ok), 1)
-        by_file = {it["file"]: dets for it, dets in zip(ok, found)}
         records = []
         for it in items:
-            if "failure" in it:
-                records.append(make_record(it["file"], None, None, self.model_version, failure=it["failure"]))
+            found_or_failure = by_file.get(it["file"])
+            failure = it.get("failure") or (found_or_failure if isinstance(found_or_failure, str) else None)
+            if failure is not None:
+                records.append(make_record(it["file"], None, None, self.model_version, failure=failure))
             else:
                 h, w = it["image"].shape[:2]
-                records.append(make_record(it["file"], (w, h), by_file[it["file"]], self.model_version,
-                                           seconds=per_photo))
+                dets = by_file[it["file"]]
+                assert isinstance(dets, list)
+                records.append(make_record(it["file"], (w, h), dets, self.model_version, seconds=per_photo))
         return records
 
     def process_file(self, path: str | os.PathLike, name: str | None = None, max_pixels: int = MAX_PIXELS,

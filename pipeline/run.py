@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -31,12 +32,22 @@ from tqdm import tqdm
 from core.config import add_config_arg, parse_with_config
 from core.crops import crop_box
 from core.defaults import MAX_PIXELS
-from core.io import atomic_save_image, atomic_write_json, list_images, read_jsonl, sha256_file
+from core.io import (
+    atomic_save_image,
+    atomic_write_json,
+    atomic_write_text,
+    check_jsonl,
+    folder_lock,
+    scan_images,
+    sha256_file,
+    to_json,
+)
 from core.modelfile import taxolens_version
+from core.runtime import WorkerInit
 from detector.evaluate import add_suppression_args
 from pipeline.exports import write_exports
 from pipeline.predictor import Pipeline, load_photo
-from pipeline.records import summarize_records
+from pipeline.records import STATUS_OK, summarize_records
 from pipeline.render import draw_detections
 
 LOGGER = logging.getLogger(__name__)
@@ -62,20 +73,58 @@ def collate_list(batch: list) -> list:
     return batch
 
 
+class ResumeError(ValueError):
+    """An output folder whose records cannot be resumed with this run's models and settings."""
+
+
 def _repair_and_read(jsonl: Path) -> dict[str, dict]:
-    """Finished records by file; a torn last line (killed mid-write) is cut off so appends stay valid."""
+    """Finished records by file; broken lines are reported, moved aside, and their photos done again.
+
+    A broken line (a torn last line from a kill, a line edited by hand, bytes that are not UTF-8) is logged
+    with its line number and moved to ``results.broken.jsonl``.
+    """
     if not jsonl.is_file():
         return {}
-    data = jsonl.read_bytes()
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        with open(jsonl, "r+b") as fh:
-            fh.truncate(cut)
-        LOGGER.warning("%s: removed a half-written last line (the previous run was killed mid-write)", jsonl)
+    records, broken = check_jsonl(jsonl)
+    kept = [(n, r) for n, r in records if isinstance(r.get("file"), str)]
+    broken += [(n, to_json(r).encode() + b"\n", "a record without a file name") for n, r in records
+               if not isinstance(r.get("file"), str)]
+    if broken:
+        aside = jsonl.with_name("results.broken.jsonl")
+        with open(aside, "ab") as fh:
+            for n, raw, reason in sorted(broken):
+                LOGGER.warning("%s line %d: %s; moved to %s (that photo is done again)", jsonl, n, reason, aside.name)
+                fh.write(raw if raw.endswith(b"\n") else raw + b"\n")
+        atomic_write_text(jsonl, "".join(to_json(r) + "\n" for _, r in kept))
     done: dict[str, dict] = {}
-    for r in read_jsonl(jsonl):
+    for _, r in kept:
         done.setdefault(r["file"], r)
     return done
+
+
+def settings_id(identity: dict) -> str:
+    """A short digest of what decides a run's answers: the folder, both models' files and every setting."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _component(name: str, limit: int = 200) -> str:
+    """A file-name part short enough for any file system (255 bytes), kept unique by a digest of the whole."""
+    if len(name.encode()) <= limit:
+        return name
+    suffix = Path(name).suffix if len(Path(name).suffix) <= 10 else ""
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    keep = limit - 13 - len(suffix.encode())
+    return name.encode()[:keep].decode(errors="ignore") + "-" + digest + suffix
+
+
+def output_path(base: Path, rel: str, suffix: str = "") -> Path:
+    """Where a photo's output goes under ``base``: its own relative path, plus ``suffix``.
+
+    Folders are kept and the photo's extension too, so two photos never share an output; each part is
+    shortened where a file system would refuse it.
+    """
+    parts = Path(rel).parts
+    return base.joinpath(*(_component(p) for p in parts[:-1]), _component(parts[-1] + suffix))
 
 
 def model_info(path: str | Path, info: dict) -> dict:
@@ -86,14 +135,24 @@ def model_info(path: str | Path, info: dict) -> dict:
 
 
 def _save_extras(out: Path, rel: str, image, detections: list[dict], annotated: bool, crops: bool,
-                 padding: float) -> None:
-    stem = Path(rel).with_suffix("")
+                 padding: float) -> list[str]:
+    """The annotated photo (same name and format as the photo) and the crops; what could not be written."""
+    problems = []
     if annotated:
-        atomic_save_image(draw_detections(image, detections), out / "annotated" / f"{stem}.jpg", quality=90)
+        dest = output_path(out / "annotated", rel)
+        params = {"quality": 90} if dest.suffix.lower() in (".jpg", ".jpeg") else {}
+        try:
+            atomic_save_image(draw_detections(image, detections), dest, **params)
+        except (OSError, ValueError) as exc:
+            problems.append(f"annotated photo not written ({exc})")
     if crops:
         for i, d in enumerate(detections, start=1):
-            dest = out / "crops" / d["taxon"] / f"{str(stem).replace('/', '__')}_{i}.jpg"
-            atomic_save_image(crop_box(image, d["box"], padding), dest, quality=95)
+            dest = output_path(out / "crops" / _component(d["taxon"]), rel, f"_{i}.jpg")
+            try:
+                atomic_save_image(crop_box(image, d["box"], padding), dest, quality=95)
+            except (OSError, ValueError) as exc:
+                problems.append(f"crop {i} not written ({exc})")
+    return problems
 
 
 def run_folder(pipe: Pipeline, folder: str | Path, out: str | Path, *, batch_size: int = 4, workers: int = 1,
@@ -104,10 +163,25 @@ def run_folder(pipe: Pipeline, folder: str | Path, out: str | Path, *, batch_siz
     folder, out = Path(folder), Path(out)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: folder not found")
-    files = [p.relative_to(folder).as_posix() for p in list_images(folder)]
-    if not files:
-        raise ValueError(f"{folder}: no photos found (JPEG, PNG, TIFF, WebP or BMP, searched recursively)")
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out}: is a file, not a folder; name a folder for the results")
     out.mkdir(parents=True, exist_ok=True)
+    photos, unlisted = scan_images(folder, exclude=[out])  # an --out inside the folder is never read as input
+    for problem in unlisted:
+        LOGGER.warning("%s", problem)
+    files = [p.relative_to(folder).as_posix() for p in photos]
+    if not files:
+        raise ValueError(f"{folder}: no photos found (JPEG, PNG, TIFF, WebP or BMP, searched recursively)"
+                         + (f"; {len(unlisted)} folder(s) could not be listed" if unlisted else ""))
+    with folder_lock(out, "taxolens run"):
+        return _run_locked(pipe, folder, out, files, unlisted, batch_size=batch_size, workers=workers,
+                           formats=formats, save_annotated=save_annotated, save_crops=save_crops,
+                           max_pixels=max_pixels, coco_gt=coco_gt, model_paths=model_paths)
+
+
+def _run_locked(pipe: Pipeline, folder: Path, out: Path, files: list[str], unlisted: list[str], *, batch_size: int,
+                workers: int, formats: Sequence[str], save_annotated: bool, save_crops: bool, max_pixels: int,
+                coco_gt: dict | None, model_paths: tuple[str, str] | None) -> dict:
     det_path, clf_path = model_paths or (pipe.detector.info["path"], pipe.classifier.info["path"])
     info: dict[str, Any] = {"taxolens_version": taxolens_version(), "folder": str(folder.resolve()),
             "detector": model_info(det_path, pipe.detector.info),
@@ -115,31 +189,48 @@ def run_folder(pipe: Pipeline, folder: str | Path, out: str | Path, *, batch_siz
     run_json = out / "run.json"
     identity = {k: info[k] for k in ("folder", "settings")} | {
         "detector": info["detector"]["sha256"], "classifier": info["classifier"]["sha256"]}
-    if run_json.is_file() and json.loads(run_json.read_text()) != identity:
-        raise ValueError(f"{out}: holds a run with other models, folder or settings ({run_json}); "
-                         "use another --out, or delete that folder to start again")
-    atomic_write_json(run_json, identity)
+    info["settings_id"] = run_id = settings_id(identity)
+    if run_json.is_file():
+        try:
+            previous = json.loads(run_json.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            previous = None  # the records' own settings_id still guard the resume
+        if previous is not None and {k: v for k, v in previous.items() if k != "settings_id"} != identity:
+            raise ResumeError(f"{out}: holds a run with other models, folder or settings ({run_json}); "
+                              "use another --out, or delete that folder to start again")
 
     jsonl = out / "results.jsonl"
     done = _repair_and_read(jsonl)
+    other = [r["file"] for r in done.values() if r.get("settings_id") != run_id]
+    if other:
+        raise ResumeError(f"{jsonl}: {len(other)} photo(s) (first: {other[0]}) were decided with other models or "
+                          "settings (their settings_id differs); use another --out, or delete that folder to "
+                          "start again")
+    atomic_write_json(run_json, identity | {"settings_id": run_id})
     todo = [f for f in files if f not in done]
     if done:
         LOGGER.info("resuming: %d of %d photos already done", len(files) - len(todo), len(files))
     ds = PhotoDataset(folder, todo, pipe.detector.info["min_size"], pipe.detector.info["max_size"], max_pixels)
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_list,
-                        prefetch_factor=4 if workers else None, persistent_workers=False)
+                        prefetch_factor=4 if workers else None, persistent_workers=False,
+                        worker_init_fn=WorkerInit())
     start = time.perf_counter()
     padding = pipe.classifier.preprocessing.crop_padding
     bar = tqdm(total=len(files), initial=len(files) - len(todo), desc="photos", unit="photo", smoothing=0.1)
     with open(jsonl, "a", encoding="utf-8") as fh:
         for batch in loader:
             for item, record in zip(batch, pipe.process_items(batch)):
-                if "failure" in item:
-                    LOGGER.warning("%s: %s", folder / item["file"], item["failure"])
+                if record["status"] != STATUS_OK:
+                    LOGGER.warning("%s: %s", folder / item["file"], record["failure"])
                 elif save_annotated or save_crops:
-                    _save_extras(out, item["file"], item["image"], record["detections"], save_annotated,
-                                 save_crops, padding)
-                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    problems = _save_extras(out, item["file"], item["image"], record["detections"],
+                                            save_annotated, save_crops, padding)
+                    for problem in problems:
+                        LOGGER.warning("%s: %s", folder / item["file"], problem)
+                    if problems:
+                        record["warnings"] = problems
+                record["settings_id"] = run_id
+                fh.write(to_json(record) + "\n")
                 fh.flush()
             bar.update(len(batch))
         os.fsync(fh.fileno())
@@ -151,6 +242,7 @@ def run_folder(pipe: Pipeline, folder: str | Path, out: str | Path, *, batch_siz
     info["timings"] = {"seconds_this_run": round(elapsed, 2), "photos_this_run": len(todo),
                        "photos_per_second": round(len(todo) / elapsed, 3) if elapsed and todo else None}
     info["summary"] = summarize_records(records)
+    info["unlisted_folders"] = unlisted
     result = {"info": info, "images": records}
     atomic_write_json(out / "results.json", result, indent=1)
     write_exports(list(formats), records, info, out, pipe.detector.class_names, pipe.classifier.class_names, coco_gt)

@@ -70,3 +70,93 @@ def test_training_on_cuda_uses_amp(tiny_classes, tiny_coco, tmp_path):
     for run in ("c", "d"):
         scaler = torch.load(tmp_path / run / "checkpoint.pt", weights_only=True)["scaler"]
         assert scaler is not None and scaler["scale"] > 0 and scaler["_growth_tracker"] >= 0
+
+
+def _bad_photo_folder(root):
+    """Good field-like scenes and every kind of bad photo the folder run must turn into a failure record."""
+    import os
+    import struct
+    import zlib
+
+    import numpy as np
+    from PIL import Image
+
+    from tests.conftest import make_scene
+
+    for i in range(80):
+        make_scene(root / f"sub{i % 4}" / f"good{i:02d}.jpg", [(8, 8, 30, 24), (55, 40, 30, 30)], seed=i)
+    make_scene(root / "x.jpg", [(8, 8, 30, 24)], seed=200)
+    make_scene(root / "x.png", [(8, 8, 30, 24)], seed=201)
+    make_scene(root / "ñandú 🐝.jpg", [(8, 8, 30, 24)], seed=202)
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "text.jpg").write_text("not a photo")
+    good = (root / "sub0" / "good00.jpg").read_bytes()
+    (root / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    Image.new("RGB", (20000, 20)).save(root / "strip.png")
+    Image.fromarray(np.full((40, 50), 40000, np.uint16)).save(root / "sixteen-bit.png")
+    Image.new("CMYK", (64, 48), (10, 200, 30, 0)).save(root / "cmyk.jpg")
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
+    (root / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bomb)
+    os.symlink(root / "nowhere.jpg", root / "dangling.jpg")
+    (root / "folder.jpg").mkdir()
+    return {"empty.jpg", "text.jpg", "truncated.jpg", "strip.png", "bomb.png", "dangling.jpg"}
+
+
+@pytest.mark.slow
+def test_campaign_bad_photos_kills_and_two_runs_at_once(tiny_models, tmp_path):
+    """All the bad photos at once, a run killed twice, two runs started together, then a resume: one record per
+    photo, a failure record for each bad one, strict JSON, and no process left behind (about a minute)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from core.io import list_images, read_jsonl
+    from tests.test_bad_input import _alive, _children, _strict_json
+
+    det, clf = tiny_models
+    folder = tmp_path / "photos"
+    bad = _bad_photo_folder(folder)
+    out = folder / "results"  # inside the input folder on purpose
+    cmd = [sys.executable, "-m", "tools.cli", "run", str(folder), "--detector", str(det), "--classifier", str(clf),
+           "--out", str(out), "--workers", "2", "--batch-size", "2", "--save-annotated", "--save-crops",
+           "--format", "csv", "coco", "megadetector"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    jsonl = out / "results.jsonl"
+    workers = []
+    for kill_after in (10, 40):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        deadline = time.time() + 120
+        while time.time() < deadline and not (jsonl.exists() and jsonl.read_text().count("\n") >= kill_after):
+            workers += [w for w in _children(proc.pid) if w not in workers]
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    two = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+           for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in two]
+    codes = sorted(rc for rc, _ in results)
+    assert codes == [0, 2], results
+    assert "in use by another taxolens run" in next(err for rc, err in results if rc == 2)
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+
+    time.sleep(1)
+    assert not [w for w in workers if _alive(w)], "loader workers outlived their killed runs"
+    photos = {p.relative_to(folder).as_posix() for p in list_images(folder, exclude=[out])}
+    files = [r["file"] for r in read_jsonl(jsonl)]
+    assert len(files) == len(set(files)) == len(photos) and set(files) == photos
+    result = _strict_json((out / "results.json").read_text())
+    by_file = {r["file"]: r for r in result["images"]}
+    assert {f for f, r in by_file.items() if r["status"] == "failed"} == bad
+    assert by_file["sixteen-bit.png"]["status"] == by_file["cmyk.jpg"]["status"] == "ok"
+    for name in ("results_coco.json", "results_megadetector.json"):
+        _strict_json((out / name).read_text())
+    n_dets = sum(len(r["detections"]) for r in result["images"])
+    assert len([p for p in (out / "crops").rglob("*") if p.is_file()]) == n_dets

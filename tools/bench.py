@@ -32,6 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.config import check_settings
+from core.runtime import WorkerInit
+
 
 def _peak_rss_mb() -> float:
     with open("/proc/self/status") as fh:
@@ -98,7 +101,7 @@ def _child(args: argparse.Namespace) -> dict:
         clf = Classifier.from_file(args.classifier, "cpu")
         ds = PhotoDataset(root, files, det.info["min_size"], det.info["max_size"], 10**9)
         loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers,
-                                             collate_fn=collate_list)
+                                             collate_fn=collate_list, worker_init_fn=WorkerInit())
         with torch.inference_mode():
             for batch in loader:
                 if args.mode == "detector":
@@ -148,7 +151,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``taxolens bench``."""
-    args = get_args_parser().parse_args(argv)
+    args = check_settings(get_args_parser().parse_args(argv))
     if args.mode:
         print("BENCH " + json.dumps(_child(args)))
         return 0

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from core.config import check_settings
 from core.defaults import DETECTOR_SCORE_THRESHOLD, THRESHOLD
 from core.io import list_images
 
@@ -57,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=2, help="the app's --concurrency")
     p.add_argument("--timeout", type=float, default=900, help="seconds before the run gives up")
     p.add_argument("--json", default=None)
-    args = p.parse_args(argv)
+    args = check_settings(p.parse_args(argv))
     import logging
 
     from gradio_client import Client, handle_file

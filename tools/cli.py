@@ -80,7 +80,7 @@ def _call(name: str, target: str, argv: list[str]) -> int:
 
     try:
         result = getattr(importlib.import_module(module), func)(argv)
-    except (ModelFileError, WeightsError, ImageReadError, FileNotFoundError, ValueError) as exc:
+    except (ModelFileError, WeightsError, ImageReadError, OSError, ValueError) as exc:
         print(f"taxolens {name}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

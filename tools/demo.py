@@ -31,6 +31,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from core.config import check_settings
+
 LOGGER = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = (ROOT / ".." / "shared" / "data").resolve()
@@ -204,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--evaluate", action="store_true",
                    help="also measure the models with taxolens evaluate on photos they never saw (out/evaluation)")
     p.add_argument("--port", type=int, default=7860)
-    args = p.parse_args(argv)
+    args = check_settings(p.parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     out = Path(args.out)

@@ -139,7 +139,7 @@ def test_one_line_errors(tiny_models, tmp_path, capsys):
 def test_whole_photo_option_and_no_organism(tiny_models, tmp_path):
     det, clf = tiny_models
     folder = _folder(tmp_path, n=2)
-    base = [folder, "--detector", det, "--classifier", clf, "--workers", "0", "--score-threshold", "1.01"]
+    base = [folder, "--detector", det, "--classifier", clf, "--workers", "0", "--score-threshold", "1.0"]
     assert _run([*base, "--out", tmp_path / "a"]) == 0
     recs = json.loads((tmp_path / "a" / "results.json").read_text())["images"]
     assert all(r["result"] == RESULT_NO_ORGANISM and r["detections"] == [] for r in recs)
