@@ -59,6 +59,16 @@ def test_batch_table_and_csv(tiny_models, tmp_path):
     assert "Apis mellifera" in about and "resnet18" in about and "probability 0.3" in about
 
 
+def test_a_photo_too_narrow_is_a_message_and_the_batch_keeps_the_good_ones(tiny_models, tmp_path):
+    app = _app(tiny_models)
+    Image.new("RGB", (20000, 20)).save(tmp_path / "strip.png")
+    image, panel, state = app.identify(str(tmp_path / "strip.png"), 1.0, 0.3, "English")
+    assert image is None and state["message"] == "bad_file" and "too narrow" in state["detail"]
+    good = str(make_scene(tmp_path / "p.jpg", [(5, 5, 20, 20)]))
+    rows, _ = app.batch([good, str(tmp_path / "strip.png"), good], 1.0, 0.3)
+    assert [(r[0], r[-1]) for r in rows] == [("p.jpg", "ok"), ("strip.png", "failed"), ("p.jpg", "ok")]
+
+
 def test_boxes_drawn_on_a_copy(tiny_models):
     from pipeline.render import draw_detections
 
