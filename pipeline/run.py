@@ -49,6 +49,7 @@ from pipeline.exports import write_exports
 from pipeline.predictor import Pipeline, load_photo
 from pipeline.records import STATUS_OK, summarize_records
 from pipeline.render import draw_detections
+from review.store import add_record, open_store, stored_files
 
 LOGGER = logging.getLogger(__name__)
 FORMATS = ("csv", "coco", "megadetector")
@@ -158,8 +159,13 @@ def _save_extras(out: Path, rel: str, image, detections: list[dict], annotated: 
 def run_folder(pipe: Pipeline, folder: str | Path, out: str | Path, *, batch_size: int = 4, workers: int = 1,
                formats: Sequence[str] = (), save_annotated: bool = False, save_crops: bool = False,
                max_pixels: int = MAX_PIXELS, coco_gt: dict | None = None,
-               model_paths: tuple[str, str] | None = None) -> dict:
-    """Run the pipeline over every photo under ``folder`` into ``out``; returns results.json's content."""
+               model_paths: tuple[str, str] | None = None, store_url: str | None = None) -> dict:
+    """Run the pipeline over every photo under ``folder`` into ``out``; returns results.json's content.
+
+    With ``store_url``, every photo's record also goes to the store of predictions (``review/store.py``) for
+    expert review: each photo in one transaction, none twice, and photos a killed run had finished are
+    stored when it resumes.
+    """
     folder, out = Path(folder), Path(out)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: folder not found")
@@ -176,12 +182,12 @@ def run_folder(pipe: Pipeline, folder: str | Path, out: str | Path, *, batch_siz
     with folder_lock(out, "taxolens run"):
         return _run_locked(pipe, folder, out, files, unlisted, batch_size=batch_size, workers=workers,
                            formats=formats, save_annotated=save_annotated, save_crops=save_crops,
-                           max_pixels=max_pixels, coco_gt=coco_gt, model_paths=model_paths)
+                           max_pixels=max_pixels, coco_gt=coco_gt, model_paths=model_paths, store_url=store_url)
 
 
 def _run_locked(pipe: Pipeline, folder: Path, out: Path, files: list[str], unlisted: list[str], *, batch_size: int,
                 workers: int, formats: Sequence[str], save_annotated: bool, save_crops: bool, max_pixels: int,
-                coco_gt: dict | None, model_paths: tuple[str, str] | None) -> dict:
+                coco_gt: dict | None, model_paths: tuple[str, str] | None, store_url: str | None) -> dict:
     det_path, clf_path = model_paths or (pipe.detector.info["path"], pipe.classifier.info["path"])
     info: dict[str, Any] = {"taxolens_version": taxolens_version(), "folder": str(folder.resolve()),
             "detector": model_info(det_path, pipe.detector.info),
@@ -207,6 +213,8 @@ def _run_locked(pipe: Pipeline, folder: Path, out: Path, files: list[str], unlis
                           "settings (their settings_id differs); use another --out, or delete that folder to "
                           "start again")
     atomic_write_json(run_json, identity | {"settings_id": run_id})
+    engine = open_store(store_url) if store_url else None
+    stored = stored_files(engine, pipe.model_version) if engine is not None else set()
     todo = [f for f in files if f not in done]
     if done:
         LOGGER.info("resuming: %d of %d photos already done", len(files) - len(todo), len(files))
@@ -232,12 +240,20 @@ def _run_locked(pipe: Pipeline, folder: Path, out: Path, files: list[str], unlis
                 record["settings_id"] = run_id
                 fh.write(to_json(record) + "\n")
                 fh.flush()
+                if engine is not None and record["status"] == STATUS_OK:
+                    add_record(engine, record, folder / item["file"], source="run", settings_id=run_id)
+                    stored.add(item["file"])
             bar.update(len(batch))
         os.fsync(fh.fileno())
     bar.close()
     elapsed = time.perf_counter() - start
     done = _repair_and_read(jsonl)
     records = [done[f] for f in files if f in done]
+    if engine is not None:  # photos a killed run finished before its store write
+        for r in records:
+            if r["status"] == STATUS_OK and r["file"] not in stored:
+                add_record(engine, r, folder / r["file"], source="run", settings_id=run_id)
+        info["store"] = store_url
     info["finished"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     info["timings"] = {"seconds_this_run": round(elapsed, 2), "photos_this_run": len(todo),
                        "photos_per_second": round(len(todo) / elapsed, 3) if elapsed and todo else None}
@@ -270,6 +286,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_suppression_args(p)
     p.add_argument("--classify-whole-photo", action="store_true",
                    help="where no organism is found, classify the whole photo (marked source=whole_photo)")
+    p.add_argument("--store", action="store_true",
+                   help="also keep every prediction in the store for expert review (taxolens review ...)")
+    p.add_argument("--store-url", default="runs/taxolens-store.sqlite",
+                   help="the store: a file path (SQLite) or an SQLAlchemy URL (postgresql://user@host/db)")
     p.add_argument("--strict", action="store_true", help="exit 1 if any photo failed")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--batch-size", type=int, default=1, help="photos per detector batch (1 on a CPU, 8 on a GPU)")
@@ -299,7 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         gt = load_coco(args.coco_gt)
     result = run_folder(pipe, args.folder, args.out, batch_size=args.batch_size, workers=args.workers,
                         formats=args.formats, save_annotated=args.save_annotated, save_crops=args.save_crops,
-                        max_pixels=args.max_pixels, coco_gt=gt, model_paths=(args.detector, args.classifier))
+                        max_pixels=args.max_pixels, coco_gt=gt, model_paths=(args.detector, args.classifier),
+                        store_url=args.store_url if args.store else None)
     s = result["info"]["summary"]
     print(f"{s['photos']} photos: {s['organisms']} organisms {s['organisms_per_taxon']}, {s['uncertain']} uncertain, "
           f"{s['unknown']} unknown, {s['no_organism']} with no organism, {s['dropped_no_organism']} boxes dropped "

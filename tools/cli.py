@@ -35,6 +35,13 @@ COMMANDS: dict[str, dict[str, str]] = {
         "train": "detector.train:main",
         "evaluate": "detector.evaluate:main",
     },
+    "review": {
+        "stats": "review.commands:stats_main",
+        "export-coco": "review.commands:export_coco_main",
+        "export-dwc": "review.commands:export_dwc_main",
+        "export-camtrapdp": "review.commands:export_camtrapdp_main",
+        "report": "review.commands:report_main",
+    },
 }
 # commands without a group
 TOP: dict[str, str] = {"run": "pipeline.run:main", "evaluate": "pipeline.evaluate:main",

@@ -1,0 +1,389 @@
+"""The store of predictions and expert reviews: SQLite by default, PostgreSQL by changing one URL.
+
+Why SQLAlchemy Core: one schema, written once, runs on SQLite (nothing to install; a file path in
+``configs/pipeline.yaml``) and on PostgreSQL (many reviewers on a server) with the same code, transactions
+and constraints. Why our own named migrations rather than Alembic: the schema ships inside the package and
+upgrades itself when a store is opened (no migrations folder or ``env.py`` for a user to run); each step has
+a version and a name, recorded in ``schema_migrations``, and a store newer than the code is refused.
+
+Tables: ``photos`` (one per sha256: path, size, EXIF time and GPS), ``predictions`` (one per photo and model
+pair: the run's settings, source ``run`` or ``app``, time), ``detections`` (each box with its answer: taxon,
+rank, reason, probability, unknown score, top three; ``dropped`` for boxes answered no organism) and
+``reviews`` (every expert answer, never deleted: the latest per detection is the one in force).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import ExifTags, Image
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Engine,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+SOURCES = ("run", "app")
+#: what an expert can answer about a detection
+ACTIONS = ("accept", "correct", "no_organism", "redraw")
+
+metadata = MetaData()
+migrations_table = Table(
+    "schema_migrations", metadata,
+    Column("version", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("applied_at", String(32), nullable=False))
+photos = Table(
+    "photos", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sha256", String(64), nullable=False, unique=True),
+    Column("path", Text, nullable=False),
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("taken_at", String(32)),  # EXIF DateTimeOriginal as ISO 8601 (local time, as the camera wrote it)
+    Column("latitude", Float),
+    Column("longitude", Float),
+    Column("added_at", String(32), nullable=False))
+predictions = Table(
+    "predictions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("photo_id", ForeignKey("photos.id"), nullable=False),
+    Column("model_version", String(300), nullable=False),
+    Column("settings_id", String(32)),
+    Column("source", String(8), nullable=False),
+    Column("file", Text, nullable=False),  # the record's stable id (path relative to the run's folder)
+    Column("status", String(8), nullable=False),
+    Column("failure", Text),
+    Column("created_at", String(32), nullable=False),
+    UniqueConstraint("photo_id", "model_version", name="one_prediction_per_photo_and_models"))
+detections = Table(
+    "detections", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("prediction_id", ForeignKey("predictions.id"), nullable=False),
+    Column("idx", Integer, nullable=False),
+    Column("x", Float, nullable=False),
+    Column("y", Float, nullable=False),
+    Column("w", Float, nullable=False),
+    Column("h", Float, nullable=False),
+    Column("detector_score", Float),
+    Column("taxon", String(200), nullable=False),
+    Column("rank", String(32)),
+    Column("reason", String(16), nullable=False),
+    Column("probability", Float),
+    Column("unknown_score", Float),
+    Column("top", JSON),
+    Column("dropped", Boolean, nullable=False),
+    UniqueConstraint("prediction_id", "idx", name="one_detection_per_index"))
+reviews = Table(
+    "reviews", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("detection_id", ForeignKey("detections.id"), nullable=False),
+    Column("reviewer", String(200), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("taxon", String(200)),  # the taxon in force after this review; None for no_organism
+    Column("x", Float),
+    Column("y", Float),
+    Column("w", Float),
+    Column("h", Float),
+    Column("created_at", String(32), nullable=False))
+
+
+def _create_tables(conn: Connection) -> None:
+    for table in (photos, predictions, detections, reviews):
+        table.create(conn, checkfirst=True)
+
+
+def _add_review_indexes(conn: Connection) -> None:
+    # plain DDL (both SQLite and PostgreSQL have IF NOT EXISTS): an Index object would attach itself to the
+    # module's Table and be created again by step 1 on the next new store
+    conn.execute(text("CREATE INDEX IF NOT EXISTS reviews_by_detection ON reviews (detection_id)"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS detections_by_reason ON detections (reason)"))
+
+
+#: (version, name, step): applied in order, each once, each in its own transaction
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (1, "photos, predictions, detections and reviews", _create_tables),
+    (2, "indexes for the review queue", _add_review_indexes),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+class StoreError(ValueError):
+    """A store that cannot be used; the message names it."""
+
+
+def now() -> str:
+    """UTC time as ISO 8601 with seconds."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def store_url(location: str | os.PathLike) -> str:
+    """An SQLAlchemy URL from a file path (SQLite) or a URL (``postgresql://...``, ``sqlite:///...``)."""
+    text = str(location)
+    return text if "://" in text else f"sqlite:///{Path(text).resolve()}"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; two writers queue
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def open_store(location: str | os.PathLike, migrations: Sequence[tuple[int, str, Callable]] = MIGRATIONS) -> Engine:
+    """Open (creating or upgrading) the store at a path or URL.
+
+    Raises:
+        StoreError: the store was written by a newer taxolens, or cannot be opened.
+    """
+    url = store_url(location)
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    with engine.begin() as conn:
+        migrations_table.create(conn, checkfirst=True)
+    with engine.connect() as conn:
+        applied = {row.version for row in conn.execute(select(migrations_table.c.version))}
+    known = {v for v, _, _ in migrations}
+    if applied - known:
+        raise StoreError(f"{location}: written by a newer taxolens (schema version {max(applied)}, this one knows "
+                         f"{max(known)}); upgrade taxolens")
+    for version, name, step in migrations:
+        if version in applied:
+            continue
+        try:
+            with engine.begin() as conn:
+                step(conn)
+                conn.execute(insert(migrations_table).values(version=version, name=name, applied_at=now()))
+        except IntegrityError:  # another process applied it at the same moment
+            continue
+    return engine
+
+
+def schema_version(engine: Engine) -> int:
+    """The highest migration applied to a store."""
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.max(migrations_table.c.version))).scalar() or 0)
+
+
+# ---- photos -------------------------------------------------------------------------------------------
+
+def _gps_degrees(values: Any, ref: str) -> float | None:
+    try:
+        d, m, s = (float(v) for v in values)
+    except (TypeError, ValueError):
+        return None
+    sign = -1.0 if ref in ("S", "W") else 1.0
+    return round(sign * (d + m / 60 + s / 3600), 7)
+
+
+def photo_facts(path: str | os.PathLike) -> dict:
+    """sha256, size, and EXIF capture time and GPS position where the photo has them."""
+    p = Path(path)
+    digest = hashlib.sha256(p.read_bytes()).hexdigest()
+    facts: dict[str, Any] = {"sha256": digest, "width": None, "height": None, "taken_at": None,
+                             "latitude": None, "longitude": None}
+    try:
+        with Image.open(p) as img:
+            facts["width"], facts["height"] = img.size
+            exif = img.getexif()
+            stamp = exif.get_ifd(ExifTags.IFD.Exif).get(ExifTags.Base.DateTimeOriginal) or exif.get(
+                ExifTags.Base.DateTime)
+            if isinstance(stamp, str) and len(stamp) >= 19:
+                facts["taken_at"] = stamp[:10].replace(":", "-") + "T" + stamp[11:19]
+            gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+            if gps.get(2) and gps.get(4):
+                facts["latitude"] = _gps_degrees(gps[2], str(gps.get(1, "N")))
+                facts["longitude"] = _gps_degrees(gps[4], str(gps.get(3, "E")))
+    except (OSError, ValueError, SyntaxError):
+        pass  # a photo PIL cannot read still has its sha256; the record says why it failed
+    return facts
+
+
+@dataclass
+class StoredRecord:
+    """What :func:`add_record` did: the prediction's id and whether it was new."""
+
+    prediction_id: int
+    added: bool
+
+
+def add_record(engine: Engine, record: dict, photo_path: str | os.PathLike, *, source: str,
+               settings_id: str | None = None, facts: dict | None = None) -> StoredRecord:
+    """Keep one photo's record: the photo (once per sha256), its prediction and every box, in one transaction.
+
+    The same photo with the same models again adds nothing; a process killed mid-way leaves no half-written
+    photo (the transaction is never committed). Two writers at once: the loser of a race reads the winner's.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}")
+    facts = facts or photo_facts(photo_path)
+    for attempt in range(3):
+        try:
+            with engine.begin() as conn:
+                return _add_record(conn, record, photo_path, source, settings_id, facts)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _add_record(conn: Connection, record: dict, photo_path: str | os.PathLike, source: str,
+                settings_id: str | None, facts: dict) -> StoredRecord:
+    photo_id = conn.execute(select(photos.c.id).where(photos.c.sha256 == facts["sha256"])).scalar()
+    if photo_id is None:
+        photo_id = conn.execute(insert(photos).values(
+            sha256=facts["sha256"], path=str(Path(photo_path).resolve()), width=facts["width"],
+            height=facts["height"], taken_at=facts["taken_at"], latitude=facts["latitude"],
+            longitude=facts["longitude"], added_at=now())).inserted_primary_key[0]  # type: ignore[index]
+    existing = conn.execute(select(predictions.c.id).where(
+        predictions.c.photo_id == photo_id, predictions.c.model_version == record["model_version"])).scalar()
+    if existing is not None:
+        return StoredRecord(int(existing), False)
+    prediction_id = conn.execute(insert(predictions).values(
+        photo_id=photo_id, model_version=record["model_version"], settings_id=settings_id or record.get("settings_id"),
+        source=source, file=record["file"], status=record["status"], failure=record.get("failure"),
+        created_at=now())).inserted_primary_key[0]  # type: ignore[index]
+    boxes = [(d, False) for d in record.get("detections", [])] + [(d, True) for d in record.get("dropped", [])]
+    if boxes:
+        conn.execute(insert(detections), [
+            {"prediction_id": prediction_id, "idx": i, "x": d["box"][0], "y": d["box"][1], "w": d["box"][2],
+             "h": d["box"][3], "detector_score": d.get("detector_score"), "taxon": d["taxon"], "rank": d.get("rank"),
+             "reason": d["reason"], "probability": d.get("probability"), "unknown_score": d.get("unknown_score"),
+             "top": d.get("top") or [], "dropped": dropped}
+            for i, (d, dropped) in enumerate(boxes, start=1)])
+    return StoredRecord(int(prediction_id), True)
+
+
+def stored_files(engine: Engine, model_version: str) -> set[str]:
+    """Record ids (``file``) already stored for a model pair: a resumed run skips hashing those."""
+    with engine.connect() as conn:
+        return {row.file for row in conn.execute(select(predictions.c.file).where(
+            predictions.c.model_version == model_version))}
+
+
+# ---- reviews ------------------------------------------------------------------------------------------
+
+def add_review(engine: Engine, detection_id: int, *, reviewer: str, action: str, taxon: str | None = None,
+               box: Sequence[float] | None = None) -> int:
+    """Keep one expert answer; earlier ones stay (the latest is in force). Returns the review's id.
+
+    ``accept`` keeps the model's taxon (and box); ``correct`` names ``taxon``; ``no_organism`` says the box
+    holds none; ``redraw`` gives a new ``box`` (and ``taxon``, else the model's).
+
+    Raises:
+        ValueError: an unknown action, no reviewer, a correction without a taxon, a redraw without a box, or
+            a detection that is not in the store.
+    """
+    if action not in ACTIONS:
+        raise ValueError(f"action must be one of {', '.join(ACTIONS)}")
+    if not reviewer or not reviewer.strip():
+        raise ValueError("a review needs the reviewer's name")
+    if action == "correct" and not (taxon and taxon.strip()):
+        raise ValueError("a correction needs the taxon")
+    if action == "redraw" and (box is None or len(box) != 4 or min(box[2], box[3]) <= 0):
+        raise ValueError("a redrawn box needs x, y, width, height with a positive size")
+    with engine.begin() as conn:
+        row = conn.execute(select(detections.c.taxon).where(detections.c.id == detection_id)).first()
+        if row is None:
+            raise ValueError(f"detection {detection_id} is not in the store")
+        answer = None if action == "no_organism" else (taxon.strip() if taxon and taxon.strip() else row.taxon)
+        x, y, w, h = (float(v) for v in box) if action == "redraw" and box is not None else (None,) * 4
+        return int(conn.execute(insert(reviews).values(
+            detection_id=detection_id, reviewer=reviewer.strip(), action=action, taxon=answer, x=x, y=y, w=w, h=h,
+            created_at=now())).inserted_primary_key[0])  # type: ignore[index]
+
+
+def review_history(engine: Engine, detection_id: int) -> list[dict]:
+    """Every review of a detection, oldest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(reviews).where(reviews.c.detection_id == detection_id).order_by(reviews.c.id))
+        return [dict(r._mapping) for r in rows]
+
+
+def detection_rows(engine: Engine, *, include_dropped: bool = True) -> list[dict]:
+    """Every detection with its photo, its prediction and the review in force (``review_*``, or None)."""
+    latest = (select(reviews.c.detection_id, func.max(reviews.c.id).label("rid"))
+              .group_by(reviews.c.detection_id).subquery())
+    query = (select(detections, photos.c.path, photos.c.sha256, photos.c.width.label("photo_width"),
+                    photos.c.height.label("photo_height"), photos.c.taken_at, photos.c.latitude, photos.c.longitude,
+                    photos.c.added_at, predictions.c.model_version, predictions.c.source, predictions.c.file,
+                    predictions.c.created_at.label("predicted_at"), photos.c.id.label("photo_id"),
+                    reviews.c.reviewer.label("review_reviewer"), reviews.c.action.label("review_action"),
+                    reviews.c.taxon.label("review_taxon"), reviews.c.x.label("review_x"),
+                    reviews.c.y.label("review_y"), reviews.c.w.label("review_w"), reviews.c.h.label("review_h"),
+                    reviews.c.created_at.label("review_at"))
+             .join(predictions, detections.c.prediction_id == predictions.c.id)
+             .join(photos, predictions.c.photo_id == photos.c.id)
+             .outerjoin(latest, latest.c.detection_id == detections.c.id)
+             .outerjoin(reviews, reviews.c.id == latest.c.rid)
+             .order_by(detections.c.id))
+    if not include_dropped:
+        query = query.where(detections.c.dropped.is_(False))
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def photo_rows(engine: Engine) -> list[dict]:
+    """Every photo with its predictions (one row per prediction)."""
+    query = (select(photos, predictions.c.id.label("prediction_id"), predictions.c.model_version,
+                    predictions.c.status, predictions.c.source, predictions.c.created_at.label("predicted_at"))
+             .join(predictions, predictions.c.photo_id == photos.c.id).order_by(photos.c.id))
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def stats(engine: Engine) -> dict:
+    """Counts: photos, predictions, detections (and dropped), reviewed detections, reviews, reviewers."""
+    with engine.connect() as conn:
+        def count(q: Any) -> int:
+            return int(conn.execute(q).scalar() or 0)
+        return {
+            "schema_version": int(conn.execute(select(func.max(migrations_table.c.version))).scalar() or 0),
+            "photos": count(select(func.count()).select_from(photos)),
+            "predictions": count(select(func.count()).select_from(predictions)),
+            "detections": count(select(func.count()).select_from(detections).where(detections.c.dropped.is_(False))),
+            "dropped": count(select(func.count()).select_from(detections).where(detections.c.dropped.is_(True))),
+            "reviewed_detections": count(select(func.count(func.distinct(reviews.c.detection_id)))),
+            "reviews": count(select(func.count()).select_from(reviews)),
+            "reviewers": count(select(func.count(func.distinct(reviews.c.reviewer)))),
+            "per_reason": {r.reason: int(r.n) for r in conn.execute(
+                select(detections.c.reason, func.count().label("n")).group_by(detections.c.reason))},
+        }
+
+
+def add_records(engine: Engine, records: Iterable[dict], root: str | os.PathLike, *, source: str) -> int:
+    """:func:`add_record` for records of one folder (``root/file``); skips failures of unreadable paths."""
+    added = 0
+    for record in records:
+        path = Path(root) / record["file"]
+        if not path.is_file():
+            continue
+        added += add_record(engine, record, path, source=source).added
+    return added
