@@ -14,6 +14,9 @@ from __future__ import annotations
 import argparse
 import html
 import math
+import os
+import re
+import shutil
 import tempfile
 from collections.abc import Sequence
 from functools import lru_cache
@@ -23,10 +26,14 @@ import gradio as gr
 
 from core.config import check_settings, packaged, read_yaml
 from core.defaults import MAX_PIXELS
+from core.io import ImageReadError, read_image
+from core.taxonomy import normalise_name, species_index
 from pipeline.exports import write_csv
 from pipeline.predictor import Pipeline
 from pipeline.render import draw_detections
 from pipeline.species import species_card
+from review.queue import flagged_taxa, review_queue
+from review.store import add_record, add_review, detection_rows, open_store, photo_facts
 
 LANGUAGES = {"English": "en", "Español": "es", "Galego": "gl"}
 CSS = """
@@ -36,6 +43,19 @@ CSS = """
 .tl-bar > div {height: 14px; border-radius: 4px;}
 .tl-invasive {background: #c0392b; color: white; font-weight: bold; padding: 2px 8px; border-radius: 4px;}
 .tl-message {padding: 10px 14px; border-radius: 8px; background: #fff3cd; border: 1px solid #e0c36c;}
+"""
+#: keyboard shortcuts of the Review tab: a key clicks the button with that element id (not while typing)
+REVIEW_KEYS = """
+<script>
+document.addEventListener("keydown", (event) => {
+  const tag = (event.target.tagName || "").toLowerCase();
+  if (["input", "textarea", "select"].includes(tag) || event.ctrlKey || event.metaKey || event.altKey) return;
+  const ids = {a: "review-accept", n: "review-no-organism", c: "review-correct", r: "review-redraw",
+               s: "review-skip"};
+  const button = ids[event.key] && document.getElementById(ids[event.key]);
+  if (button && button.offsetParent !== null) { event.preventDefault(); button.click(); }
+});
+</script>
 """
 
 
@@ -143,13 +163,31 @@ def results_html(state: dict | None, lang: str) -> str:
 class TaxolensApp:
     """The models (loaded once per process) and the callbacks of the interface."""
 
-    def __init__(self, pipeline: Pipeline, examples: Sequence[str] = (), max_pixels: int = MAX_PIXELS) -> None:
+    def __init__(self, pipeline: Pipeline, examples: Sequence[str] = (), max_pixels: int = MAX_PIXELS,
+                 store_url: str | None = None, photo_dir: str | os.PathLike | None = None,
+                 signed_in: bool = False) -> None:
         self.pipe = pipeline
         self.examples = [str(e) for e in examples]
         self.max_pixels = max_pixels
+        self.store = open_store(store_url) if store_url else None
+        self.photo_dir = Path(photo_dir) if photo_dir else None
+        self.signed_in = signed_in  # the reviewer is the name signed in with (Gradio's auth)
+        self.flagged = flagged_taxa()
 
-    def identify(self, path: str | None, score: float, threshold: float, language: str):
-        """Upload -> (boxed photo, result panel, state)."""
+    def keep(self, path: str, record: dict) -> None:
+        """Keep an uploaded photo (a copy named by its sha256) and its record in the store, source ``app``."""
+        assert self.store is not None and self.photo_dir is not None
+        facts = photo_facts(path)
+        dest = self.photo_dir / facts["sha256"][:2] / (facts["sha256"] + Path(path).suffix.lower())
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, dest)
+        add_record(self.store, {**record, "file": Path(path).name}, dest, source="app", facts=facts)
+
+    def identify(self, path: str | None, score: float, threshold: float, language: str, keep: bool = False):
+        """Upload -> (boxed photo, result panel, state); with ``keep``, the photo and answers go to the store."""
         lang = LANGUAGES.get(language, "en")
         if not path:
             state = {"message": "no_file"}
@@ -159,6 +197,8 @@ class TaxolensApp:
         if image is None:
             state = {"message": "bad_file", "detail": f"{record['file']}: {record['failure']}"}
             return None, results_html(state, lang), state
+        if keep and self.store is not None:
+            self.keep(path, record)
         detections = record["detections"]
         labels = [d["taxon"] if d["accepted"] else "?" for d in detections]
         state = {"detections": detections, "dropped": record.get("dropped", [])}
@@ -177,6 +217,72 @@ class TaxolensApp:
         csv_path = Path(tempfile.mkdtemp(prefix="taxolens-")) / "taxolens_results.csv"
         write_csv(records, csv_path)
         return rows, str(csv_path)
+
+    # ---- the Review tab ----------------------------------------------------------------------------------
+
+    def resolve_taxon(self, text: str | None) -> str | None:
+        """A typed taxon as its scientific name: a class of the model, or a taxon of the species file."""
+        text = (text or "").strip()
+        if text in self.pipe.classifier.class_names:
+            return text
+        card = species_index().get(normalise_name(text)) if text else None
+        return card["scientific_name"] if card else None
+
+    def review_next(self, language: str, note: str = "", after: int | None = None):
+        """The detection an expert should see next: (its photo with the box, the panel, its id).
+
+        ``after``: the one after this detection in the queue (a skip), wrapping round to the first.
+        """
+        lang = LANGUAGES.get(language, "en")
+        assert self.store is not None
+        queue = review_queue(detection_rows(self.store), flagged=self.flagged)
+        head = f'<p class="tl-message">{_esc(note)}</p>' if note else ""
+        if not queue:
+            return None, head + f"<p>{_esc(t(lang, 'review_empty'))}</p>", None
+        ids = [r["id"] for r in queue]
+        row = queue[(ids.index(after) + 1) % len(queue)] if after in ids else queue[0]
+        try:
+            photo = read_image(row["path"])
+        except ImageReadError as exc:
+            photo, head = None, head + f'<p class="tl-message">{_esc(exc)}</p>'
+        detection = {"taxon": row["taxon"], "reason": row["reason"], "rank": row["rank"], "top": row["top"] or [],
+                     "probability": row["probability"] or 0.0, "unknown_score": row["unknown_score"],
+                     "accepted": row["reason"] in ("named", "rolled_up") and not row["dropped"],
+                     "threshold": self.pipe.threshold, "source": "detector"}
+        box = {"box": [row["x"], row["y"], row["w"], row["h"]], "accepted": detection["accepted"]}
+        image = draw_detections(photo, [box], [row["taxon"]]) if photo is not None else None
+        said = t(lang, "review_model", taxon=row["taxon"], reason=row["reason"],
+                 probability="n/a" if row["probability"] is None else f"{row['probability']:.3f}")
+        panel = (head + f"<p>{_esc(t(lang, 'review_left', n=len(queue)))}</p><p data-testid='review-said'>"
+                 f"{_esc(Path(row['path']).name)}: {_esc(said)}</p>" + card_html(detection, row["idx"], lang))
+        return image, panel, row["id"]
+
+    def review_answer(self, action: str, detection_id: int | None, reviewer: str, taxon: str | None, box: str,
+                      language: str, request: gr.Request | None = None):
+        """Keep one expert answer (signed), then show the next detection."""
+        lang = LANGUAGES.get(language, "en")
+        name = (request.username if self.signed_in and request is not None and request.username else reviewer)
+        name = (name or "").strip()
+        if detection_id is None or action == "skip":
+            return self.review_next(language, after=detection_id)
+        if not name:
+            image, panel, _ = self.review_next(language, t(lang, "review_need_name"))
+            return image, panel, detection_id
+        chosen, numbers = None, None
+        if action == "correct" or (action == "redraw" and (taxon or "").strip()):
+            chosen = self.resolve_taxon(taxon)
+            if chosen is None:
+                image, panel, _ = self.review_next(language, t(lang, "review_bad_taxon", taxon=taxon or ""))
+                return image, panel, detection_id
+        if action == "redraw":
+            numbers = [float(v) for v in re.findall(r"-?\d+(?:\.\d+)?", box or "")]
+        assert self.store is not None
+        try:
+            add_review(self.store, detection_id, reviewer=name, action=action, taxon=chosen, box=numbers)
+        except ValueError as exc:
+            image, panel, _ = self.review_next(language, str(exc))
+            return image, panel, detection_id
+        return self.review_next(language, t(lang, "review_saved", action=action, reviewer=name))
 
     def about_html(self, lang: str) -> str:
         """What the models know, from their files."""
@@ -213,6 +319,8 @@ class TaxolensApp:
                                               label=t(lang0, "score"))
                             threshold = gr.Slider(0.0, 1.0, value=self.pipe.threshold, step=0.01,
                                                   label=t(lang0, "threshold"))
+                            keep = gr.Checkbox(False, label=t(lang0, "keep"), info=t(lang0, "keep_info"),
+                                               elem_id="keep", visible=self.store is not None)
                             button = gr.Button(t(lang0, "identify"), variant="primary", elem_id="identify")
                             if self.examples:
                                 gr.Examples(self.examples, inputs=[upload], label=t(lang0, "examples"))
@@ -225,12 +333,41 @@ class TaxolensApp:
                     run_all = gr.Button(t(lang0, "batch_run"), variant="primary")
                     table = gr.Dataframe(headers=["file", "#", "taxon", "probability", "status"], interactive=False)
                     csv_file = gr.File(label=t(lang0, "batch_csv"))
+                with gr.Tab(t(lang0, "tab_review"), id="review", visible=self.store is not None) as tab_review:
+                    current = gr.State(None)
+                    with gr.Row():
+                        with gr.Column():
+                            reviewer = gr.Textbox(label=t(lang0, "reviewer"), elem_id="reviewer",
+                                                  visible=not self.signed_in)
+                            next_button = gr.Button(t(lang0, "review_next"), elem_id="review-next")
+                            review_image = gr.Image(type="numpy", interactive=False, elem_id="review-image",
+                                                    show_label=False)
+                        with gr.Column():
+                            review_panel = gr.HTML(elem_id="review-panel")
+                            taxon_choice = gr.Dropdown(sorted(self.pipe.classifier.class_names), value=None,
+                                                       allow_custom_value=True, label=t(lang0, "review_taxon"),
+                                                       elem_id="review-taxon")
+                            new_box = gr.Textbox(label=t(lang0, "review_box"), elem_id="review-box")
+                            with gr.Row():
+                                review_buttons = {
+                                    action: gr.Button(t(lang0, f"review_{action}"),
+                                                      elem_id=f"review-{action.replace('_', '-')}",
+                                                      variant="primary" if action == "accept" else "secondary")
+                                    for action in ("accept", "no_organism", "correct", "redraw", "skip")}
                 with gr.Tab(t(lang0, "tab_home"), id="home") as tab_home:
                     home = gr.Markdown(t(lang0, "home"))
                 with gr.Tab(t(lang0, "tab_about"), id="about") as tab_about:
                     about = gr.HTML(self.about_html(lang0))
-            inputs = [upload, score, threshold, language]
+            inputs = [upload, score, threshold, language, keep]
             outputs = [boxed, panel, state]
+            if self.store is not None:
+                review_out = [review_image, review_panel, current]
+                next_button.click(self.review_next, [language], review_out, api_name="review_next")
+                tab_review.select(self.review_next, [language], review_out)
+                for action, btn in review_buttons.items():
+                    btn.click(lambda *a, _action=action, **kw: self.review_answer(_action, *a, **kw),
+                              [current, reviewer, taxon_choice, new_box, language], review_out,
+                              api_name=f"review_{action}")
             button.click(self.identify, inputs, outputs, api_name="identify")
             upload.upload(self.identify, inputs, outputs, api_name="identify_on_upload")
             run_all.click(self.batch, [files, score, threshold], [table, csv_file], api_name="batch")
@@ -245,11 +382,17 @@ class TaxolensApp:
                         gr.Button(t(lang, "batch_run")), gr.File(label=t(lang, "batch_csv")),
                         gr.Markdown(t(lang, "home")), self.about_html(lang),
                         gr.Tab(label=t(lang, "tab_identify")), gr.Tab(label=t(lang, "tab_batch")),
-                        gr.Tab(label=t(lang, "tab_home")), gr.Tab(label=t(lang, "tab_about")))
+                        gr.Tab(label=t(lang, "tab_home")), gr.Tab(label=t(lang, "tab_about")),
+                        gr.Checkbox(label=t(lang, "keep"), info=t(lang, "keep_info")),
+                        gr.Tab(label=t(lang, "tab_review")), gr.Textbox(label=t(lang, "reviewer")),
+                        gr.Button(t(lang, "review_next")), gr.Dropdown(label=t(lang, "review_taxon")),
+                        gr.Textbox(label=t(lang, "review_box")),
+                        *[gr.Button(t(lang, f"review_{action}")) for action in review_buttons])
 
             language.change(translate, [language, state],
                             [title, language, intro, upload, score, threshold, button, boxed, panel, files, run_all,
-                             csv_file, home, about, tab_identify, tab_batch, tab_home, tab_about])
+                             csv_file, home, about, tab_identify, tab_batch, tab_home, tab_about, keep, tab_review,
+                             reviewer, next_button, taxon_choice, new_box, *review_buttons.values()])
         return demo
 
 
@@ -269,6 +412,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-rollup", action="store_true", help="never answer with a higher taxon (genus, family...)")
     p.add_argument("--concurrency", type=int, default=2, help="photos processed at once; the rest wait in the queue")
     p.add_argument("--max-file-size", default="25mb")
+    p.add_argument("--store-url", default=None,
+                   help="keep photos and answers for expert review in this store (a file path for SQLite, or an "
+                        "SQLAlchemy URL); adds the 'keep for review' box and the Review tab")
+    p.add_argument("--store-photos", default=None,
+                   help="folder for the copies of kept photos (default: beside an SQLite store, else "
+                        "runs/taxolens-store-photos)")
+    p.add_argument("--password-env", default="TAXOLENS_APP_PASSWORD",
+                   help="environment variable holding the password the operator sets; when it is set, every "
+                        "user signs in (any name, that password) and reviews are signed with that name")
     return p
 
 
@@ -279,10 +431,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                                score_threshold=args.score_threshold, threshold=args.threshold,
                                classify_whole_photo=args.classify_whole_photo, min_score_threshold=0.05,
                                rollup=not args.no_rollup)
-    demo = TaxolensApp(pipe, args.examples).build()
+    password = os.environ.get(args.password_env) or None
+    if args.store_url and args.host not in ("127.0.0.1", "localhost", "::1") and not password:
+        raise ValueError(f"--host {args.host} with a review store: reviewing on a shared machine needs a password "
+                         f"(set {args.password_env})")
+    photos = args.store_photos or (Path(args.store_url).with_suffix("").as_posix() + "-photos"
+                                   if args.store_url and "://" not in args.store_url else "runs/taxolens-store-photos")
+    demo = TaxolensApp(pipe, args.examples, store_url=args.store_url, photo_dir=photos,
+                       signed_in=password is not None).build()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=256)
     demo.launch(server_name=args.host, server_port=args.port, css=CSS, max_file_size=args.max_file_size,
-                allowed_paths=[str(Path(e).resolve().parent) for e in args.examples], footer_links=["api"])
+                allowed_paths=[str(Path(e).resolve().parent) for e in args.examples], footer_links=["api"],
+                head=REVIEW_KEYS if args.store_url else None,
+                auth=(lambda _user, given: given == password) if password else None,
+                auth_message="taxolens: sign in with your name and the password the operator gave you")
     return 0
 
 

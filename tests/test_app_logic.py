@@ -100,3 +100,44 @@ def test_same_answers_are_grouped_with_reason_and_translated_rank():
     assert "1 recadro(s) descartado(s)" in html
     unknown = card_html(det("unknown", "unknown", 0.9), 7, "es")
     assert "organismo desconocido" in unknown and "0.200" in unknown and "INVASORA" not in unknown
+
+
+def test_keep_for_review_and_the_review_callbacks(tiny_models, tmp_path):
+    from types import SimpleNamespace
+
+    from review import store as st
+
+    det, clf = tiny_models
+    pipe = Pipeline.from_files(det, clf, device="cpu", score_threshold=1.0, threshold=0.3, classify_whole_photo=True,
+                               min_score_threshold=0.05)
+    app = TaxolensApp(pipe, store_url=str(tmp_path / "s.sqlite"), photo_dir=tmp_path / "kept")
+    photos = [make_scene(tmp_path / f"p{i}.jpg", [(5, 5, 20, 20)], seed=i) for i in range(3)]
+    app.identify(str(photos[0]), 1.0, 0.3, "English")  # not ticked: nothing kept
+    assert st.stats(app.store)["photos"] == 0
+    for p in photos:
+        app.identify(str(p), 1.0, 0.3, "English", keep=True)
+    app.identify(str(photos[0]), 1.0, 0.3, "English", keep=True)  # the same photo again: not twice
+    assert st.stats(app.store)["photos"] == 3 and len(list((tmp_path / "kept").rglob("*.jpg"))) == 3
+    assert {r["source"] for r in st.detection_rows(app.store)} == {"app"}
+
+    image, panel, first = app.review_next("English")
+    assert image is not None and "3 detections wait for review" in panel
+    _, panel, same = app.review_answer("accept", first, "  ", None, "", "English")
+    assert same == first and "Write your name first" in panel
+    _, panel, same = app.review_answer("correct", first, "ana", "Vespa nonexistens", "", "English")
+    assert same == first and "Vespa nonexistens is not a taxon" in panel
+    _, panel, second = app.review_answer("skip", first, "ana", None, "", "English")
+    assert second != first
+    _, panel, after = app.review_answer("accept", first, "ana", None, "", "English")
+    assert "Saved: accept by ana" in panel and after != first
+    _, panel, _ = app.review_answer("correct", second, "ana", "asian hornet", "", "Español")  # an alias
+    assert "Guardado" in panel
+    signed = TaxolensApp(pipe, store_url=str(tmp_path / "s.sqlite"), photo_dir=tmp_path / "kept", signed_in=True)
+    _, _, third = signed.review_next("English")
+    signed.review_answer("redraw", third, "", "", "1, 2, 30, 40", "English", SimpleNamespace(username="brais"))
+    reviewed = {r["id"]: r for r in st.detection_rows(app.store)}
+    assert (reviewed[first]["review_action"], reviewed[first]["review_reviewer"]) == ("accept", "ana")
+    assert reviewed[second]["review_taxon"] == "Vespa velutina"
+    assert (reviewed[third]["review_reviewer"], reviewed[third]["review_w"]) == ("brais", 30.0)
+    _, panel, none = app.review_next("English")
+    assert none is None and "Nothing left to review" in panel
