@@ -89,13 +89,8 @@ class Detector:
                              "loaded for (score_floor)")
         if not images:
             return []
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
-            outputs = self.model([im.to(self.device, non_blocking=True) for im in images])
         results = []
-        for out in outputs:
-            scores = out["scores"].float().cpu().numpy()
-            boxes = out["boxes"].float().cpu().numpy()
-            labels = out["labels"].cpu().numpy()
+        for boxes, scores, labels in self.raw_outputs(images):
             above = np.flatnonzero(scores >= thr)
             keep = above[suppress(boxes[above], scores[above], **self.suppression)]
             b = boxes[keep]
@@ -103,6 +98,16 @@ class Detector:
             results.append({"boxes": xywh.astype(np.float32), "scores": scores[keep],
                             "labels": [self.class_names[i - 1] for i in labels[keep].tolist()]})
         return results
+
+    def raw_outputs(self, images: list[torch.Tensor]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The network's own output per photo: boxes (N x 4 corners), scores, label indices (from 1).
+
+        The one place the network runs; another engine (ONNX Runtime) replaces only this.
+        """
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
+            outputs = self.model([im.to(self.device, non_blocking=True) for im in images])
+        return [(out["boxes"].float().cpu().numpy(), out["scores"].float().cpu().numpy(), out["labels"].cpu().numpy())
+                for out in outputs]
 
     def batch_predict(self, images: list[np.ndarray], score_threshold: float | None = None) -> list[dict]:
         """Detections for RGB arrays."""

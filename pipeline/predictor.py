@@ -20,11 +20,14 @@ from core.crops import crop_box
 from core.defaults import MAX_PIXELS
 from core.io import ImageReadError, read_image
 from core.modelfile import load_model_file
+from core.onnxrt import onnx_path
 from core.runtime import pick_device
 from detector.predict import Detector
 from pipeline.decision import decide
 from pipeline.records import SOURCE_DETECTOR, SOURCE_WHOLE_PHOTO, make_record
 
+#: how the networks run: PyTorch, or ONNX Runtime on the exported files (float, or dynamic int8)
+ENGINES = ("torch", "onnx", "onnx-int8")
 #: shortest side, in pixels, a photo may have once shrunk to the detector's input (a 20000x20 strip has none)
 MIN_DETECTOR_SIDE = 8
 
@@ -85,7 +88,8 @@ class Pipeline:
                    score_threshold: float | None = None, threshold: float | None = None,
                    classify_whole_photo: bool = False, proposals: int = 0,
                    min_score_threshold: float | None = None, rollup: bool = True,
-                   suppress_iou: float | None = None, suppress_containment: float | None = None) -> Pipeline:
+                   suppress_iou: float | None = None, suppress_containment: float | None = None,
+                   engine: str = "torch", threads: int = 0) -> Pipeline:
         """Load both release files; thresholds default to the ones the model files carry.
 
         Only boxes at or above the score threshold are reported, so the detector drops the rest itself
@@ -93,15 +97,29 @@ class Pipeline:
         same boxes, less work. ``proposals`` (0: the model's 1000) caps the region proposals per photo;
         fewer is faster but not the same: at 300, crowded photos lose organisms (see BENCHMARKS.md).
         ``rollup`` off never answers with a higher taxon; the suppression settings override the detector
-        file's.
+        file's. ``engine`` ``onnx`` (``onnx-int8``) runs both networks in ONNX Runtime from the ``.onnx``
+        (``.int8.onnx``) files ``taxolens export`` wrote beside the release files, with ``threads`` threads.
         """
-        dev = pick_device(device)
-        clf = Classifier.from_file(classifier, dev)
+        if engine not in ENGINES:
+            raise ValueError(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
         det_file = load_model_file(detector, "detector")
         score = float(det_file["score_threshold"]) if score_threshold is None else score_threshold
-        floor = max(0.0, score if min_score_threshold is None else min(score, min_score_threshold))
-        det = Detector.from_loaded(det_file, dev, proposals=proposals, score_floor=floor, suppress_iou=suppress_iou,
-                                   suppress_containment=suppress_containment)
+        if engine == "torch":
+            dev = pick_device(device)
+            clf = Classifier.from_file(classifier, dev)
+            floor = max(0.0, score if min_score_threshold is None else min(score, min_score_threshold))
+            det = Detector.from_loaded(det_file, dev, proposals=proposals, score_floor=floor,
+                                       suppress_iou=suppress_iou, suppress_containment=suppress_containment)
+        else:
+            from classifier.onnx import OnnxClassifier
+            from detector.onnx import OnnxDetector
+
+            if proposals:
+                raise ValueError("--proposals: the ONNX detector keeps the model's own number of proposals")
+            variant = "int8" if engine == "onnx-int8" else ""
+            clf = OnnxClassifier.from_onnx(classifier, onnx_path(classifier, variant), threads=threads)
+            det = OnnxDetector.from_onnx(detector, onnx_path(detector, variant), threads=threads,
+                                         suppress_iou=suppress_iou, suppress_containment=suppress_containment)
         thr = clf.threshold if threshold is None else threshold
         unknown = clf.info.get("unknown") or {}
         return cls(det, clf, score, thr, classify_whole_photo, proposals,
@@ -110,7 +128,8 @@ class Pipeline:
                     "unknown_threshold": unknown.get("threshold"), "temperature": clf.temperature,
                     "suppression": det.suppression, "classify_whole_photo": classify_whole_photo,
                     "proposals": proposals, "crop_padding": clf.preprocessing.crop_padding,
-                    "detector_min_size": det.info["min_size"], "detector_max_size": det.info["max_size"]},
+                    "detector_min_size": det.info["min_size"], "detector_max_size": det.info["max_size"],
+                    "engine": engine},
                    rollup)
 
     @property

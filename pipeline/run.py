@@ -46,7 +46,7 @@ from core.modelfile import taxolens_version
 from core.runtime import WorkerInit
 from detector.evaluate import add_suppression_args
 from pipeline.exports import write_exports
-from pipeline.predictor import Pipeline, load_photo
+from pipeline.predictor import ENGINES, Pipeline, load_photo
 from pipeline.records import STATUS_OK, summarize_records
 from pipeline.render import draw_detections
 from review.store import add_record, open_store, stored_files
@@ -298,7 +298,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="region proposals per photo (0: the model's 1000); fewer is faster but misses organisms "
                         "in crowded photos")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: one per core)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads of torch or ONNX Runtime (0: one per core)")
+    p.add_argument("--engine", default="torch", choices=ENGINES,
+                   help="run the networks in PyTorch, or in ONNX Runtime from the files `taxolens export --format "
+                        "onnx` wrote beside the model files (onnx-int8: their dynamic int8 copies)")
     return p
 
 
@@ -311,7 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                score_threshold=args.score_threshold, threshold=args.threshold,
                                classify_whole_photo=args.classify_whole_photo, proposals=args.proposals,
                                rollup=not args.no_rollup, suppress_iou=args.suppress_iou,
-                               suppress_containment=args.suppress_containment)
+                               suppress_containment=args.suppress_containment, engine=args.engine,
+                               threads=args.threads)
     gt = None
     if args.coco_gt:
         from annotations.coco import load_coco

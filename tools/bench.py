@@ -10,10 +10,13 @@ Every mode runs in a fresh process on the same photos, so each peak memory (VmHW
 - ``classifier``: the classifier alone on the whole photos, batched.
 - ``pipeline``: the whole ``taxolens run`` path (workers, batches, crops in one batch); ``--proposals``
   passes a cap on region proposals to it.
+- ``onnx``, ``onnx-int8``: the same folder run with the networks in ONNX Runtime (the files ``taxolens
+  export --format onnx [--quantize]`` wrote beside the model files).
 - ``naive``: the same models one photo at a time, no workers, default settings (the model files'
-  1000 proposals, every box scored, one classifier call per crop, ``torch.no_grad``).
+  1000 proposals, every box scored, one classifier call per crop, ``torch.no_grad``), with the same
+  suppression, calibration, unknown score and decision as the folder run.
 
-The pipeline and the naive baseline must give the same results: same number of organisms per photo,
+Each folder-run mode and the naive baseline must give the same results: same number of organisms per photo,
 same decisions, boxes within 1 px; the comparison is printed.
 """
 
@@ -34,6 +37,9 @@ import torch
 
 from core.config import check_settings
 from core.runtime import WorkerInit
+
+#: modes that run the real folder run, and the engine each uses
+PIPELINE_MODES = {"pipeline": "torch", "onnx": "onnx", "onnx-int8": "onnx-int8"}
 
 
 def _peak_rss_mb() -> float:
@@ -61,6 +67,7 @@ def _child(args: argparse.Namespace) -> dict:
     from core.crops import crop_box
     from core.io import read_image
     from detector.predict import Detector
+    from detector.suppress import suppress
     from pipeline.decision import decide
     from pipeline.predictor import Pipeline
     from pipeline.run import PhotoDataset, collate_list, run_folder
@@ -77,17 +84,24 @@ def _child(args: argparse.Namespace) -> dict:
             for p in photos:
                 image = read_image(p)
                 out = det.model([torch.from_numpy(image).permute(2, 0, 1).float() / 255])[0]
-                keep = out["scores"] >= det.score_threshold
+                scores, boxes = out["scores"].numpy(), out["boxes"].numpy()
+                above = np.flatnonzero(scores >= det.score_threshold)
+                keep = above[suppress(boxes[above], scores[above], **det.suppression)]
                 dets = []
-                for box, score in zip(out["boxes"][keep].tolist(), out["scores"][keep].tolist()):
+                for box, score in zip(boxes[keep].tolist(), scores[keep].tolist()):
                     xywh = [box[0], box[1], box[2] - box[0], box[3] - box[1]]
                     crop = crop_box(image, xywh, clf.preprocessing.crop_padding)
-                    probs = clf.model(clf.preprocess(crop)[None]).softmax(1)[0].numpy()
-                    d = decide(probabilities=probs, class_names=clf.class_names, threshold=clf.threshold)
-                    dets.append({"box": xywh, "taxon": d["taxon"], "detector_score": score})
+                    analysis = clf.analyse([crop])  # one classifier call per crop: calibration and unknown score
+                    unknown = None if analysis.unknown_scores is None else float(analysis.unknown_scores[0])
+                    d = decide(probabilities=analysis.probabilities[0], threshold=clf.threshold,
+                               unknown_score=unknown, **clf.decision_settings)
+                    if d["reason"] != "no_organism":  # as the record moves it to "dropped"
+                        dets.append({"box": xywh, "taxon": d["taxon"], "detector_score": score})
                 records.append(dets)
-    elif args.mode == "pipeline":
-        pipe = Pipeline.from_files(args.detector, args.classifier, device="cpu", proposals=args.proposals)
+    elif args.mode in PIPELINE_MODES:
+        engine = PIPELINE_MODES[args.mode]
+        pipe = Pipeline.from_files(args.detector, args.classifier, device="cpu", engine=engine,
+                                   proposals=args.proposals if engine == "torch" else 0)
         with tempfile.TemporaryDirectory() as tmp:
             subset = Path(tmp) / "photos"
             for f in files:  # the same photos, through the real folder run
@@ -143,7 +157,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--proposals", type=int, default=0, help="cap on region proposals in the pipeline mode")
-    p.add_argument("--modes", nargs="+", default=["naive", "detector", "classifier", "pipeline"])
+    p.add_argument("--modes", nargs="+", default=["naive", "detector", "classifier", "pipeline"],
+                   choices=["naive", "detector", "classifier", *PIPELINE_MODES],
+                   help="onnx and onnx-int8 need the files of `taxolens export --format onnx --quantize`")
     p.add_argument("--json", default=None, help="also write the figures here")
     p.add_argument("--mode", default=None, help=argparse.SUPPRESS)  # internal: run one mode in this process
     return p
@@ -172,11 +188,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"({r['photos']} photos in {r['seconds']} s, {r['threads']} threads)", flush=True)
     report = {"device": "cpu", "cores": os.cpu_count(), "rows": {m: {k: v for k, v in r.items() if k != "records"}
                                                                   for m, r in rows.items()}}
-    if "naive" in rows and "pipeline" in rows:
-        report["speedup_pipeline_vs_naive"] = round(rows["pipeline"]["photos_per_second"] /
-                                                    rows["naive"]["photos_per_second"], 2)
-        report["same_results"] = _same(rows["naive"]["records"], rows["pipeline"]["records"])
-        print(f"pipeline vs naive: {report['speedup_pipeline_vs_naive']}x; results: {report['same_results']}")
+    for mode in (m for m in PIPELINE_MODES if m in rows and "naive" in rows):
+        speedup = round(rows[mode]["photos_per_second"] / rows["naive"]["photos_per_second"], 2)
+        same = _same(rows["naive"]["records"], rows[mode]["records"])
+        report[f"speedup_{mode}_vs_naive"] = speedup
+        report[f"same_results_{mode}"] = same
+        print(f"{mode} vs naive: {speedup}x; results: {same}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0

@@ -46,7 +46,8 @@ COMMANDS: dict[str, dict[str, str]] = {
 # commands without a group
 TOP: dict[str, str] = {"run": "pipeline.run:main", "evaluate": "pipeline.evaluate:main",
                        "unknown-study": "tools.unknown_study:main", "bench": "tools.bench:main",
-                       "bench-app": "tools.bench_app:main", "app": "gradio_app:main", "demo": "tools.demo:main"}
+                       "bench-app": "tools.bench_app:main", "app": "gradio_app:main", "demo": "tools.demo:main",
+                       "export": "tools.export:main"}
 
 
 def _usage() -> str:

@@ -1,0 +1,72 @@
+"""The detector as ONNX, run by ONNX Runtime: the same network and post-processing, another engine.
+
+``export_onnx`` writes the torchvision Faster R-CNN with everything inside it (normalisation, region
+proposals, box head, per-class NMS) for one photo of any size, already shrunk as :func:`pipeline.predictor.
+detector_input` shrinks it. The class-agnostic suppression and the score threshold run after it in the same
+numpy code as the PyTorch engine (:meth:`detector.predict.Detector.batch_predict_tensors`). The ONNX file
+names the weights it came from (``weights_sha256``), checked when it is loaded beside its release file.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+
+from core.modelfile import load_model_file
+from core.onnxrt import session, stamp
+from detector.predict import Detector
+
+
+def export_onnx(model_file: str | os.PathLike, out: str | os.PathLike, opset: int = 17) -> Path:
+    """Export a detector release file to ONNX at ``out``; returns ``out``.
+
+    The outputs are named in the order torchvision's detector returns them (``boxes``, ``labels``,
+    ``scores``); :class:`OnnxDetector` asks for them by name.
+    """
+    mf = load_model_file(model_file, "detector")
+    det = Detector.from_loaded(mf, "cpu")  # no score floor: every box the model makes, filtered afterwards
+    size = int(mf["min_size"])
+    example = [torch.rand(3, size, size)]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on the detector's Python control flow
+        torch.onnx.export(det.model.eval(), (example,), str(tmp), opset_version=opset, input_names=["image"],
+                          output_names=["boxes", "labels", "scores"], dynamic_axes={"image": {1: "height", 2: "width"}},
+                          dynamo=False)
+    stamp(tmp, mf)
+    os.replace(tmp, out)
+    return out
+
+
+class OnnxDetector(Detector):
+    """:class:`Detector` whose network runs in ONNX Runtime; everything around it is the same code."""
+
+    sess: Any = None
+
+    @classmethod
+    def from_onnx(cls, model_file: str | os.PathLike, onnx_file: str | os.PathLike, *, threads: int = 0,
+                  suppress_iou: float | None = None, suppress_containment: float | None = None) -> OnnxDetector:
+        """The release file's settings and classes, the ONNX file's network."""
+        mf = load_model_file(model_file, "detector")
+        det = cast(OnnxDetector, cls.from_loaded(mf, "cpu", suppress_iou=suppress_iou,
+                                                 suppress_containment=suppress_containment))
+        det.sess = session(onnx_file, mf, threads)
+        del det.model  # the PyTorch network is not used, nor kept in memory
+        det.info = {**det.info, "engine": "onnx", "onnx_path": str(onnx_file)}
+        return det
+
+    def raw_outputs(self, images: list[torch.Tensor]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """One ONNX Runtime call per photo (the exported graph takes one photo of any size)."""
+        outputs = []
+        for im in images:
+            boxes, scores, labels = self.sess.run(["boxes", "scores", "labels"],
+                                                  {"image": im.detach().cpu().float().numpy()})
+            outputs.append((boxes.astype(np.float32), scores.astype(np.float32), labels.astype(np.int64)))
+        return outputs
