@@ -1,0 +1,77 @@
+"""The ONNX engine gives the records the PyTorch engine gives: same boxes within 1 px, same decisions."""
+
+import shutil
+
+import pytest
+
+from core.modelfile import ModelFileError
+from core.onnxrt import onnx_path
+from pipeline.predictor import Pipeline
+from tests.conftest import make_scene, shared
+from tools.cli import main as cli
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_models, tmp_path_factory):
+    root = tmp_path_factory.mktemp("onnx")
+    det, clf = (shutil.copy(p, root / p.name) for p in tiny_models)
+    assert cli(["export", "--format", "onnx", "--detector", str(det), "--classifier", str(clf), "--quantize"]) == 0
+    return root / "detector.pt", root / "classifier.pt"
+
+
+def _photos(tmp_path):
+    try:
+        return sorted((shared("hymenoptera") / "val" / "bees").iterdir())[:3]
+    except BaseException:  # no shared data: generated scenes still test the engine
+        return [make_scene(tmp_path / f"p{i}.jpg", [(8, 8, 30, 24)], seed=i) for i in range(3)]
+
+
+def test_onnx_records_equal_torch_records_on_real_photos(exported, tmp_path):
+    det, clf = exported
+    assert onnx_path(det).is_file() and onnx_path(clf, "int8").is_file()
+    torch_pipe = Pipeline.from_files(det, clf, device="cpu", score_threshold=0.0)
+    onnx_pipe = Pipeline.from_files(det, clf, score_threshold=0.0, engine="onnx")
+    assert onnx_pipe.settings["engine"] == "onnx" and torch_pipe.settings["engine"] == "torch"
+    n = 0
+    for photo in _photos(tmp_path):
+        a, _ = torch_pipe.process_file(photo)
+        b, _ = onnx_pipe.process_file(photo)
+        da, db = a["detections"] + a["dropped"], b["detections"] + b["dropped"]
+        assert len(da) == len(db) > 0
+        for x, y in zip(da, db):
+            assert max(abs(u - v) for u, v in zip(x["box"], y["box"])) <= 1.0
+            assert (x["taxon"], x["reason"]) == (y["taxon"], y["reason"])
+            assert x["probability"] == pytest.approx(y["probability"], abs=1e-4)
+            n += 1
+    assert n >= 3
+
+
+def test_onnx_files_must_match_their_model_files(exported, tiny_models, tmp_path):
+    det, clf = exported
+    other = tmp_path / "detector.pt"
+    shutil.copy(det, other)
+    with pytest.raises(ModelFileError, match="no ONNX file"):
+        Pipeline.from_files(other, clf, engine="onnx")
+    shutil.copy(onnx_path(det), onnx_path(other))
+    Pipeline.from_files(other, clf, engine="onnx")  # the same weights: fine
+    shutil.copy(onnx_path(clf), onnx_path(other))  # a classifier's export beside a detector
+    with pytest.raises(ModelFileError, match="other weights"):
+        Pipeline.from_files(other, clf, engine="onnx")
+    with pytest.raises(ValueError, match="proposals"):
+        Pipeline.from_files(det, clf, engine="onnx", proposals=300)
+
+
+def test_run_with_the_onnx_engine(exported, tmp_path):
+    det, clf = exported
+    folder = tmp_path / "photos"
+    for i in range(2):
+        make_scene(folder / f"p{i}.jpg", [(8, 8, 30, 24)], seed=i)
+    for engine in ("torch", "onnx"):
+        assert cli(["run", str(folder), "--detector", str(det), "--classifier", str(clf), "--out",
+                    str(tmp_path / engine), "--engine", engine, "--workers", "0"]) == 0
+    import json
+
+    runs = {e: json.loads((tmp_path / e / "results.json").read_text()) for e in ("torch", "onnx")}
+    assert runs["onnx"]["info"]["settings"]["engine"] == "onnx"
+    assert [[d["taxon"] for d in r["detections"]] for r in runs["torch"]["images"]] == [
+        [d["taxon"] for d in r["detections"]] for r in runs["onnx"]["images"]]
