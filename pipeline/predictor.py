@@ -82,6 +82,8 @@ class Pipeline:
     proposals: int = 0
     settings: dict = field(default_factory=dict)
     rollup: bool = True
+    #: the arguments of :meth:`from_files` that built it: another process (a Ray actor) builds the same
+    origin: dict = field(default_factory=dict)
 
     @classmethod
     def from_files(cls, detector: str | os.PathLike, classifier: str | os.PathLike, *, device: str = "auto",
@@ -130,7 +132,12 @@ class Pipeline:
                     "proposals": proposals, "crop_padding": clf.preprocessing.crop_padding,
                     "detector_min_size": det.info["min_size"], "detector_max_size": det.info["max_size"],
                     "engine": engine},
-                   rollup)
+                   rollup,
+                   {"detector": str(detector), "classifier": str(classifier), "device": device,
+                    "score_threshold": score_threshold, "threshold": threshold,
+                    "classify_whole_photo": classify_whole_photo, "proposals": proposals,
+                    "min_score_threshold": min_score_threshold, "rollup": rollup, "suppress_iou": suppress_iou,
+                    "suppress_containment": suppress_containment, "engine": engine, "threads": threads})
 
     @property
     def decision_settings(self) -> dict:

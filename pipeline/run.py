@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -156,15 +156,78 @@ def _save_extras(out: Path, rel: str, image, detections: list[dict], annotated: 
     return problems
 
 
+def _local_records(pipe: Pipeline, folder: Path, todo: list[str], batch_size: int, workers: int,
+                   max_pixels: int) -> Iterator[tuple[dict, dict]]:
+    """(loaded photo, record) for each photo: decoded by DataLoader workers, the models in this process."""
+    ds = PhotoDataset(folder, todo, pipe.detector.info["min_size"], pipe.detector.info["max_size"], max_pixels)
+    loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_list,
+                        prefetch_factor=4 if workers else None, persistent_workers=False,
+                        worker_init_fn=WorkerInit())
+    for batch in loader:
+        yield from zip(batch, pipe.process_items(batch))
+
+
+class RayWorker:
+    """A Ray Data actor: the same :class:`Pipeline`, built once from the same files and settings."""
+
+    def __init__(self, origin: dict, root: str, max_pixels: int) -> None:
+        torch.set_num_threads(max(1, int(origin.get("threads") or 1)))
+        self.pipe = Pipeline.from_files(**origin)
+        self.root, self.max_pixels = Path(root), max_pixels
+
+    def __call__(self, batch: dict) -> dict:
+        """Records (as JSON text) for a batch of relative file names."""
+        items = [self.pipe.load(self.root / f, str(f), self.max_pixels) for f in batch["file"]]
+        return {"record": [to_json(r) for r in self.pipe.process_items(items)]}
+
+
+def _ray_records(pipe: Pipeline, folder: Path, todo: list[str], batch_size: int, max_pixels: int,
+                 options: dict) -> Iterator[tuple[dict, dict]]:
+    """({file}, record) for each photo, from Ray Data actors (``map_batches``) on a local or existing cluster.
+
+    Records stream back as actors finish them, and are written at once: a killed run resumes like a local one.
+    """
+    try:
+        import ray
+    except ImportError as exc:
+        raise ValueError("--engine ray needs Ray: pip install 'ray[data]'") from exc
+
+    if not todo:
+        return
+    address = options.get("address") or None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, num_cpus=None if address else options.get("cpus"), include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    try:
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        actors = options.get("actors") or max(1, int(ray.available_resources().get("CPU", 1)))
+        origin = {**pipe.origin, "device": "cpu" if not options.get("gpus") else "cuda"}
+        ds = ray.data.from_items([{"file": f} for f in todo], override_num_blocks=max(1, min(len(todo), actors * 4)))
+        results = ds.map_batches(RayWorker, fn_constructor_kwargs={"origin": origin, "root": str(folder.resolve()),
+                                                                   "max_pixels": max_pixels},
+                                 batch_size=batch_size, concurrency=actors, num_cpus=1,
+                                 num_gpus=options.get("gpus") or None)
+        for row in results.iter_rows():
+            record = json.loads(row["record"])
+            yield {"file": record["file"]}, record
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def run_folder(pipe: Pipeline, folder: str | Path, out: str | Path, *, batch_size: int = 4, workers: int = 1,
                formats: Sequence[str] = (), save_annotated: bool = False, save_crops: bool = False,
                max_pixels: int = MAX_PIXELS, coco_gt: dict | None = None,
-               model_paths: tuple[str, str] | None = None, store_url: str | None = None) -> dict:
+               model_paths: tuple[str, str] | None = None, store_url: str | None = None,
+               ray_options: dict | None = None) -> dict:
     """Run the pipeline over every photo under ``folder`` into ``out``; returns results.json's content.
 
-    With ``store_url``, every photo's record also goes to the store of predictions (``review/store.py``) for
-    expert review: each photo in one transaction, none twice, and photos a killed run had finished are
-    stored when it resumes.
+    With ``ray_options`` (``address``, ``actors``, ``cpus``, ``gpus``) the models run as Ray Data actors
+    instead of in this process (same records, same resume). With ``store_url``, every photo's record also
+    goes to the store of predictions (``review/store.py``) for expert review: each photo in one
+    transaction, none twice, and photos a killed run had finished are stored when it resumes.
     """
     folder, out = Path(folder), Path(out)
     if not folder.is_dir():
@@ -182,12 +245,16 @@ def run_folder(pipe: Pipeline, folder: str | Path, out: str | Path, *, batch_siz
     with folder_lock(out, "taxolens run"):
         return _run_locked(pipe, folder, out, files, unlisted, batch_size=batch_size, workers=workers,
                            formats=formats, save_annotated=save_annotated, save_crops=save_crops,
-                           max_pixels=max_pixels, coco_gt=coco_gt, model_paths=model_paths, store_url=store_url)
+                           max_pixels=max_pixels, coco_gt=coco_gt, model_paths=model_paths, store_url=store_url,
+                           ray_options=ray_options)
 
 
 def _run_locked(pipe: Pipeline, folder: Path, out: Path, files: list[str], unlisted: list[str], *, batch_size: int,
                 workers: int, formats: Sequence[str], save_annotated: bool, save_crops: bool, max_pixels: int,
-                coco_gt: dict | None, model_paths: tuple[str, str] | None, store_url: str | None) -> dict:
+                coco_gt: dict | None, model_paths: tuple[str, str] | None, store_url: str | None,
+                ray_options: dict | None) -> dict:
+    if ray_options is not None and (save_annotated or save_crops):
+        raise ValueError("--save-annotated and --save-crops need the photos in this process: not with --engine ray")
     det_path, clf_path = model_paths or (pipe.detector.info["path"], pipe.classifier.info["path"])
     info: dict[str, Any] = {"taxolens_version": taxolens_version(), "folder": str(folder.resolve()),
             "detector": model_info(det_path, pipe.detector.info),
@@ -218,32 +285,29 @@ def _run_locked(pipe: Pipeline, folder: Path, out: Path, files: list[str], unlis
     todo = [f for f in files if f not in done]
     if done:
         LOGGER.info("resuming: %d of %d photos already done", len(files) - len(todo), len(files))
-    ds = PhotoDataset(folder, todo, pipe.detector.info["min_size"], pipe.detector.info["max_size"], max_pixels)
-    loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_list,
-                        prefetch_factor=4 if workers else None, persistent_workers=False,
-                        worker_init_fn=WorkerInit())
     start = time.perf_counter()
     padding = pipe.classifier.preprocessing.crop_padding
     bar = tqdm(total=len(files), initial=len(files) - len(todo), desc="photos", unit="photo", smoothing=0.1)
+    produced = (_ray_records(pipe, folder, todo, batch_size, max_pixels, ray_options) if ray_options is not None
+                else _local_records(pipe, folder, todo, batch_size, workers, max_pixels))
     with open(jsonl, "a", encoding="utf-8") as fh:
-        for batch in loader:
-            for item, record in zip(batch, pipe.process_items(batch)):
-                if record["status"] != STATUS_OK:
-                    LOGGER.warning("%s: %s", folder / item["file"], record["failure"])
-                elif save_annotated or save_crops:
-                    problems = _save_extras(out, item["file"], item["image"], record["detections"],
-                                            save_annotated, save_crops, padding)
-                    for problem in problems:
-                        LOGGER.warning("%s: %s", folder / item["file"], problem)
-                    if problems:
-                        record["warnings"] = problems
-                record["settings_id"] = run_id
-                fh.write(to_json(record) + "\n")
-                fh.flush()
-                if engine is not None and record["status"] == STATUS_OK:
-                    add_record(engine, record, folder / item["file"], source="run", settings_id=run_id)
-                    stored.add(item["file"])
-            bar.update(len(batch))
+        for item, record in produced:
+            if record["status"] != STATUS_OK:
+                LOGGER.warning("%s: %s", folder / item["file"], record["failure"])
+            elif save_annotated or save_crops:
+                problems = _save_extras(out, item["file"], item["image"], record["detections"],
+                                        save_annotated, save_crops, padding)
+                for problem in problems:
+                    LOGGER.warning("%s: %s", folder / item["file"], problem)
+                if problems:
+                    record["warnings"] = problems
+            record["settings_id"] = run_id
+            fh.write(to_json(record) + "\n")
+            fh.flush()
+            if engine is not None and record["status"] == STATUS_OK:
+                add_record(engine, record, folder / item["file"], source="run", settings_id=run_id)
+                stored.add(item["file"])
+            bar.update(1)
         os.fsync(fh.fileno())
     bar.close()
     elapsed = time.perf_counter() - start
@@ -299,9 +363,14 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "in crowded photos")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS)
     p.add_argument("--threads", type=int, default=0, help="CPU threads of torch or ONNX Runtime (0: one per core)")
-    p.add_argument("--engine", default="torch", choices=ENGINES,
+    p.add_argument("--ray-address", default=None, help="an existing Ray cluster (ray://host:10001 or auto)")
+    p.add_argument("--ray-actors", type=int, default=0, help="pipeline actors (0: one per CPU of the cluster)")
+    p.add_argument("--ray-gpus", type=float, default=0, help="GPUs per actor (0: CPU actors)")
+    p.add_argument("--engine", default="torch", choices=[*ENGINES, "ray"],
                    help="run the networks in PyTorch, or in ONNX Runtime from the files `taxolens export --format "
-                        "onnx` wrote beside the model files (onnx-int8: their dynamic int8 copies)")
+                        "onnx` wrote beside the model files (onnx-int8: their dynamic int8 copies); ray: PyTorch in "
+                        "Ray Data actors, on a local Ray instance or the cluster of --ray-address / RAY_ADDRESS "
+                        "(same records, same resume)")
     return p
 
 
@@ -314,7 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                score_threshold=args.score_threshold, threshold=args.threshold,
                                classify_whole_photo=args.classify_whole_photo, proposals=args.proposals,
                                rollup=not args.no_rollup, suppress_iou=args.suppress_iou,
-                               suppress_containment=args.suppress_containment, engine=args.engine,
+                               suppress_containment=args.suppress_containment,
+                               engine="torch" if args.engine == "ray" else args.engine,
                                threads=args.threads)
     gt = None
     if args.coco_gt:
@@ -324,7 +394,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = run_folder(pipe, args.folder, args.out, batch_size=args.batch_size, workers=args.workers,
                         formats=args.formats, save_annotated=args.save_annotated, save_crops=args.save_crops,
                         max_pixels=args.max_pixels, coco_gt=gt, model_paths=(args.detector, args.classifier),
-                        store_url=args.store_url if args.store else None)
+                        store_url=args.store_url if args.store else None,
+                        ray_options={"address": args.ray_address or os.environ.get("RAY_ADDRESS"),
+                                     "actors": args.ray_actors, "gpus": args.ray_gpus} if args.engine == "ray"
+                        else None)
     s = result["info"]["summary"]
     print(f"{s['photos']} photos: {s['organisms']} organisms {s['organisms_per_taxon']}, {s['uncertain']} uncertain, "
           f"{s['unknown']} unknown, {s['no_organism']} with no organism, {s['dropped_no_organism']} boxes dropped "
