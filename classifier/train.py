@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 from tqdm import tqdm
 
 from classifier.calibration import UNKNOWN_METHODS
@@ -46,6 +46,7 @@ from classifier.models import ARCHITECTURES, Preprocessing, build_classifier, co
 from classifier.predict import Classifier
 from core.config import HelpFormatter, add_config_arg, parse_with_config, write_resolved
 from core.defaults import BACKGROUND_CLASS, CROP_PADDING, THRESHOLD, UNKNOWN_PASS_RATE
+from core.distributed import Dist, barrier, finish, init_distributed, mean_across, process_device, wrap
 from core.io import atomic_write_json, folder_lock
 from core.modelfile import ModelFileError, resume_training, save_checkpoint, save_model_file
 from core.runtime import WorkerInit, pick_device, seed_everything
@@ -108,12 +109,12 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, optimizer: torch.optim.Optimizer,
                     device: torch.device, scaler: torch.amp.GradScaler | None, epoch: int,
-                    max_steps: int = 0) -> dict:
+                    max_steps: int = 0, quiet: bool = False) -> dict:
     """One pass over the training data; returns mean loss, accuracy, images and seconds."""
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
-    bar = tqdm(loader, desc=f"epoch {epoch + 1} train", unit="batch", leave=False)
+    bar = tqdm(loader, desc=f"epoch {epoch + 1} train", unit="batch", leave=False, disable=quiet)
     for step, (x, y) in enumerate(bar):
         if max_steps and step >= max_steps:
             break
@@ -171,14 +172,21 @@ def _crop_padding(data_root: str) -> float | None:
     return None
 
 
-def _loaders(data: ClassData, settings: TrainSettings, pre: Preprocessing,
-             device: torch.device) -> tuple[DataLoader, DataLoader]:
+def _loaders(data: ClassData, settings: TrainSettings, pre: Preprocessing, device: torch.device,
+             d: Dist = Dist()) -> tuple[DataLoader, DataLoader]:
     train_tf = build_transform(pre, train=True, rotations=settings.rotations, scale=settings.crop_scale,
                                augment=settings.augment)
     eval_tf = build_transform(pre, train=False)
     train_ds, val_ds = FolderDataset(data.train, train_tf), FolderDataset(data.val, eval_tf)
-    sampler = None
-    if settings.balance == "sampler":
+    sampler: Any = None
+    if d.enabled:
+        if settings.balance == "sampler":
+            raise ValueError("--balance sampler does not combine with several processes (torchrun); use "
+                             "--balance loss")
+        # each process its own share of the photos, reshuffled every epoch (set_epoch)
+        sampler = DistributedSampler(train_ds, num_replicas=d.world_size, rank=d.rank, shuffle=True,
+                                     seed=settings.seed, drop_last=True)
+    elif settings.balance == "sampler":
         counts = np.bincount([c for _, c in data.train], minlength=len(data.class_names))
         weights = [1.0 / counts[c] for _, c in data.train]
         sampler = WeightedRandomSampler(weights, num_samples=len(weights), replacement=True,
@@ -260,13 +268,19 @@ def train(settings: TrainSettings) -> dict:
     out = Path(settings.out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out}: is a file, not a folder")
-    with folder_lock(out, "classifier training"):
-        return _train(settings, out)
-
-
-def _train(settings: TrainSettings, out: Path) -> dict:
-    seed_everything(settings.seed)
     device = pick_device(settings.device)
+    d = init_distributed(device)  # several processes under torchrun; one otherwise
+    try:
+        if not d.main:
+            return _train(settings, out, process_device(device, d), d)
+        with folder_lock(out, "classifier training"):
+            return _train(settings, out, process_device(device, d), d)
+    finally:
+        finish(d)
+
+
+def _train(settings: TrainSettings, out: Path, device: torch.device, d: Dist) -> dict:
+    seed_everything(settings.seed)
     split_settings = {"val_fraction": settings.val_fraction, "seed": settings.seed, "group_regex": settings.group_regex}
     data = load_class_data(settings.data, val_fraction=settings.val_fraction, seed=settings.seed,
                            group_regex=settings.group_regex)
@@ -290,7 +304,7 @@ def _train(settings: TrainSettings, out: Path) -> dict:
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    train_loader, val_loader = _loaders(data, settings, pre, device)
+    train_loader, val_loader = _loaders(data, settings, pre, device, d)
     train_transform = train_loader.dataset.transform  # type: ignore[attr-defined]
 
     class_weights = None
@@ -315,8 +329,12 @@ def _train(settings: TrainSettings, out: Path) -> dict:
         start_epoch, history, best, best_state = ckpt["epoch"], ckpt["history"], ckpt["best"], ckpt["best_state"]
         LOGGER.info("resuming %s after epoch %d of %d", ckpt_path, start_epoch, settings.epochs)
     # written once the resume check passed: a refused resume leaves the run's files as they were
-    report = write_dataset_report(data, out)
-    write_resolved(asdict(settings), out / "config.yaml")
+    report = data.report()
+    if d.main:
+        report = write_dataset_report(data, out)
+        write_resolved(asdict(settings), out / "config.yaml")
+    net = model
+    model = wrap(model, d, device)  # DistributedDataParallel under torchrun: gradients averaged every step
 
     for epoch in range(start_epoch, settings.epochs):
         # reseeded per epoch so that a resumed run draws the same batches as an uninterrupted one
@@ -324,9 +342,12 @@ def _train(settings: TrainSettings, out: Path) -> dict:
         train_transform.set_random_seed(settings.seed * 1000 + epoch)
         if sampler_generator := getattr(train_loader.sampler, "generator", None):
             sampler_generator.manual_seed(settings.seed * 1000 + epoch)
+        if isinstance(train_loader.sampler, DistributedSampler):
+            train_loader.sampler.set_epoch(epoch)
         tr = train_one_epoch(model, train_loader, criterion, optimizer, device, scaler, epoch,
-                             settings.max_steps_per_epoch)
-        va = evaluate(model, val_loader, criterion, device, data.class_names) if data.val else {}
+                             settings.max_steps_per_epoch, quiet=not d.main)
+        tr["loss"], tr["accuracy"] = (mean_across(tr[k], d, tr["images"]) for k in ("loss", "accuracy"))
+        va = evaluate(net, val_loader, criterion, device, data.class_names) if data.val else {}
         scheduler.step()
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": tr["loss"],
                "train_accuracy": tr["accuracy"], "seconds": tr["seconds"],
@@ -336,13 +357,18 @@ def _train(settings: TrainSettings, out: Path) -> dict:
         score = float(va["accuracy"]) if va.get("accuracy") is not None else -tr["loss"]
         if score > best["accuracy"]:
             best = {"accuracy": score, "epoch": epoch + 1}
-            best_state = copy.deepcopy(model.state_dict())
-        LOGGER.info("epoch %d/%d: train loss %.4f, val loss %s, val accuracy %s (%.1f s)", epoch + 1, settings.epochs,
-                    tr["loss"], va.get("loss"), va.get("accuracy"), tr["seconds"])
-        save_checkpoint(ckpt_path, arch=settings.arch, class_names=data.class_names, epoch=epoch + 1, model=model,
-                        optimizer=optimizer, scheduler=scheduler, scaler=scaler, history=history, best=best,
-                        best_state=best_state)
-        atomic_write_json(out / "history.json", history)
+            best_state = copy.deepcopy(net.state_dict())
+        if d.main:
+            LOGGER.info("epoch %d/%d: train loss %.4f, val loss %s, val accuracy %s (%.1f s)", epoch + 1,
+                        settings.epochs, tr["loss"], va.get("loss"), va.get("accuracy"), tr["seconds"])
+            save_checkpoint(ckpt_path, arch=settings.arch, class_names=data.class_names, epoch=epoch + 1, model=net,
+                            optimizer=optimizer, scheduler=scheduler, scaler=scaler, history=history, best=best,
+                            best_state=best_state)
+            atomic_write_json(out / "history.json", history)
+        barrier(d)  # no process starts the next epoch before the checkpoint of this one is written
+    model = net
+    if not d.main:
+        return {"rank": d.rank, "history": history}
 
     best_row = next((r for r in history if r["epoch"] == best["epoch"]), history[-1] if history else {})
     meta: dict[str, Any] = {
@@ -358,7 +384,8 @@ def _train(settings: TrainSettings, out: Path) -> dict:
                      "momentum": settings.momentum,
                      "batch_size": settings.batch_size, "balance": settings.balance, "seed": settings.seed,
                      "augment": settings.augment,
-                     "device": str(device), "seconds_per_epoch": float(np.mean([r["seconds"] for r in history]))
+                     "device": str(device), "processes": d.world_size,
+                     "seconds_per_epoch": float(np.mean([r["seconds"] for r in history]))
                      if history else None},
         "training_data": {"root": str(Path(settings.data).resolve()), "split": data.split,
                           "split_settings": split_settings,

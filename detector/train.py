@@ -22,12 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from annotations.coco import load_coco
 from core.config import HelpFormatter, add_config_arg, parse_with_config, write_resolved
 from core.defaults import DETECTOR_SCORE_THRESHOLD, SUPPRESS_CONTAINMENT, SUPPRESS_IOU
+from core.distributed import Dist, barrier, finish, init_distributed, mean_across, process_device, wrap
 from core.io import atomic_write_json, folder_lock
 from core.modelfile import resume_training, save_checkpoint, save_model_file
 from core.runtime import WorkerInit, pick_device, seed_everything
@@ -142,13 +143,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out}: is a file, not a folder")
-    with folder_lock(out, "detector training"):
-        return _train(args, out)
-
-
-def _train(args: argparse.Namespace, out: Path) -> dict:
-    seed_everything(args.seed)
     device = pick_device(args.device)
+    d = init_distributed(device)  # several processes under torchrun; one otherwise
+    try:
+        if not d.main:
+            return _train(args, out, process_device(device, d), d)
+        with folder_lock(out, "detector training"):
+            return _train(args, out, process_device(device, d), d)
+    finally:
+        finish(d)
+
+
+def _train(args: argparse.Namespace, out: Path, device: torch.device, d: Dist) -> dict:
+    seed_everything(args.seed)
     coco = load_coco(args.train)
     augmentation = build_augmentation(args.augment, seed=args.seed)
     dataset = CocoDetectionDataset(coco, augmentation, args.class_agnostic)
@@ -163,8 +170,13 @@ def _train(args: argparse.Namespace, out: Path) -> dict:
                            rois_per_image=args.rois_per_image, anchor_sizes=anchors)
     anchors_list = [list(level) for level in anchors]
     model.to(device)
-    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-                        collate_fn=collate, worker_init_fn=WorkerInit(seed=True), pin_memory=device.type == "cuda")
+    # under torchrun each process trains on its own share of the photos, reshuffled every epoch
+    sampler: DistributedSampler | None = None
+    if d.enabled:
+        sampler = DistributedSampler(dataset, num_replicas=d.world_size, rank=d.rank, shuffle=True, seed=args.seed)
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
+                        num_workers=args.workers, collate_fn=collate, worker_init_fn=WorkerInit(seed=True),
+                        pin_memory=device.type == "cuda")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     steps = args.lr_steps if args.lr_steps is not None else [max(1, round(0.75 * args.epochs))]
@@ -179,20 +191,31 @@ def _train(args: argparse.Namespace, out: Path) -> dict:
     if ckpt is not None:
         start_epoch, history = ckpt["epoch"], ckpt["history"]
         LOGGER.info("resuming %s after epoch %d of %d", ckpt_path, start_epoch, args.epochs)
-    write_resolved(args, out / "config.yaml")  # once the resume check passed
+    if d.main:
+        write_resolved(args, out / "config.yaml")  # once the resume check passed
+    net = model
+    ddp = wrap(model, d, device)
 
     for epoch in range(start_epoch, args.epochs):
         seed_everything(args.seed * 1000 + epoch)
         augmentation.set_random_seed(args.seed * 1000 + epoch)
-        row = train_one_epoch(model, optimizer, loader, device, epoch, scaler, args.warmup_iters,
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        row = train_one_epoch(ddp, optimizer, loader, device, epoch, scaler, args.warmup_iters,
                               args.max_steps_per_epoch, args.clip_grad)
+        row["loss"] = mean_across(row["loss"], d)
         scheduler.step()
         history.append({"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], **row})
-        LOGGER.info("epoch %d/%d: loss %.4f, %.2f it/s, %.2f images/s (%.0f s)", epoch + 1, args.epochs,
-                    row["loss"], row["iterations_per_second"] or 0, row["images_per_second"] or 0, row["seconds"])
-        save_checkpoint(ckpt_path, arch=args.arch, class_names=class_names, epoch=epoch + 1, model=model,
-                        optimizer=optimizer, scheduler=scheduler, scaler=scaler, history=history)
-        atomic_write_json(out / "history.json", history)
+        if d.main:
+            LOGGER.info("epoch %d/%d: loss %.4f, %.2f it/s, %.2f images/s (%.0f s)", epoch + 1, args.epochs,
+                        row["loss"], row["iterations_per_second"] or 0, row["images_per_second"] or 0,
+                        row["seconds"])
+            save_checkpoint(ckpt_path, arch=args.arch, class_names=class_names, epoch=epoch + 1, model=net,
+                            optimizer=optimizer, scheduler=scheduler, scaler=scaler, history=history)
+            atomic_write_json(out / "history.json", history)
+        barrier(d)
+    if not d.main:
+        return {"rank": d.rank, "history": history}
 
     n_boxes = len(coco["annotations"])
     meta = {"architecture": args.arch, "class_names": class_names, "class_agnostic": args.class_agnostic,
@@ -205,6 +228,7 @@ def _train(args: argparse.Namespace, out: Path) -> dict:
             "metrics": {},
             "training": {"weights": args.weights, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
                          "augment": args.augment, "device": str(device), "seed": args.seed,
+                         "processes": d.world_size,
                          "seconds_total": float(sum(r["seconds"] for r in history)),
                          "images_per_second": float(np.mean([r["images_per_second"] for r in history]))
                          if history else None},

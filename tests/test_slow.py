@@ -160,3 +160,50 @@ def test_campaign_bad_photos_kills_and_two_runs_at_once(tiny_models, tmp_path):
         _strict_json((out / name).read_text())
     n_dets = sum(len(r["detections"]) for r in result["images"])
     assert len([p for p in (out / "crops").rglob("*") if p.is_file()]) == n_dets
+
+
+def _torchrun(args, out, nproc):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)] \
+        if nproc > 1 else [sys.executable]
+    proc = subprocess.run([*launcher, "-m", "tools.cli", *args, "--out", str(out)], capture_output=True, text=True,
+                          env={**__import__("os").environ, "PYTHONPATH": str(root)}, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((out / "history.json").read_text())
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_match_one(tiny_coco, tiny_classes, tmp_path):
+    """DistributedDataParallel on 2 CPU processes (gloo) against 1 process with the same total batch.
+
+    Tolerance: the detector's training loss per epoch within 10 % (its batch norms are frozen, so only the
+    order of the photos differs); the classifier's within 50 %, because on CPUs each process normalises its
+    batch by its own statistics (PyTorch's SyncBatchNorm is GPU-only). Only rank 0 writes; a second
+    torchrun on the same --out resumes after the last epoch.
+    """
+    from core.modelfile import load_model_file
+
+    det = ["detector", "train", "--train", str(tiny_coco), "--arch", "fasterrcnn_mobilenet_v3_large_fpn", "--weights",
+           "none", "--workers", "0", "--min-size", "96", "--max-size", "128", "--lr", "0.01", "--warmup-iters", "0",
+           "--lr-steps", "10"]
+    two = _torchrun([*det, "--epochs", "2", "--batch-size", "1"], tmp_path / "det2", 2)
+    one = _torchrun([*det, "--epochs", "2", "--batch-size", "2"], tmp_path / "det1", 1)
+    for a, b in zip(two, one):
+        assert abs(a["loss"] - b["loss"]) <= 0.10 * b["loss"], (two, one)
+    assert load_model_file(tmp_path / "det2" / "model.pt", "detector")["training"]["processes"] == 2
+    resumed = _torchrun([*det, "--epochs", "3", "--batch-size", "1"], tmp_path / "det2", 2)
+    assert [r["epoch"] for r in resumed] == [1, 2, 3] and resumed[:2] == two
+
+    clf = ["classifier", "train", "--data", str(tiny_classes), "--arch", "resnet18", "--weights", "none",
+           "--input-size", "32", "--epochs", "3", "--workers", "0", "--no-eval", "--unknown-method", "none",
+           "--no-calibrate", "--lr", "0.002", "--momentum", "0.9", "--step-size", "10"]
+    two = _torchrun([*clf, "--batch-size", "4"], tmp_path / "clf2", 2)
+    one = _torchrun([*clf, "--batch-size", "8"], tmp_path / "clf1", 1)
+    for a, b in zip(two, one):
+        assert abs(a["train_loss"] - b["train_loss"]) <= 0.5 * max(b["train_loss"], 0.2), (two, one)
+    written = [sorted(p.name for p in (tmp_path / name).iterdir()) for name in ("clf2", "clf1")]
+    assert written[0] == written[1]  # rank 1 wrote nothing of its own
