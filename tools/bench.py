@@ -31,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -128,6 +129,49 @@ def _child(args: argparse.Namespace) -> dict:
             "threads": torch.get_num_threads(), "records": records}
 
 
+def _flops_per_photo(args: argparse.Namespace, n: int = 5) -> float:
+    """Floating-point operations of the detector and the classifier per photo (FlopCounterMode).
+
+    The mean over the first ``n`` photos, at the detector's input size, with their crops.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from core.crops import crop_box
+    from pipeline.predictor import Pipeline
+
+    pipe = Pipeline.from_files(args.detector, args.classifier, device="cpu")
+    totals = []
+    for p in _photos(args.folder, args.limit)[:n]:
+        item = pipe.load(p)
+        if "failure" in item:
+            continue
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            out = pipe.detector.model([item["input"][0]])[0]
+            boxes = out["boxes"][out["scores"] >= pipe.score_threshold] / item["input"][1]
+            crops = [crop_box(item["image"], [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                              pipe.classifier.preprocessing.crop_padding) for b in boxes.tolist()]
+            if crops:
+                pipe.classifier.model(torch.stack([pipe.classifier.preprocess(c) for c in crops]))
+        totals.append(counter.get_total_flops())
+    return float(np.mean(totals)) if totals else 0.0
+
+
+def cpu_peak_gflops() -> tuple[float, str]:
+    """This CPU's fp32 peak, from its cores, clock and vector width, with the assumption stated."""
+    cores = os.cpu_count() or 1
+    mhz, flags = 0.0, ""
+    with open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("cpu MHz") and not mhz:
+                mhz = float(line.split(":")[1])
+            elif line.startswith("flags") and not flags:
+                flags = line
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
+    per_cycle = lanes * 2 * 2  # fused multiply-add (2 FLOPs) on two vector units
+    return cores * mhz / 1000 * per_cycle, (f"{cores} cores x {mhz / 1000:.2f} GHz x {per_cycle} fp32 FLOPs/cycle "
+                                            f"({lanes}-lane FMA on two units)")
+
+
 def _same(a: list[list[dict]], b: list[list[dict]]) -> dict:
     """How far two runs' results are apart."""
     count_diff = sum(len(x) != len(y) for x, y in zip(a, b))
@@ -186,14 +230,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         r = rows[mode]
         print(f"{mode:>10}: {r['photos_per_second']:7.2f} photos/s  peak {r['peak_memory_mb']:7.0f} MB  "
               f"({r['photos']} photos in {r['seconds']} s, {r['threads']} threads)", flush=True)
-    report = {"device": "cpu", "cores": os.cpu_count(), "rows": {m: {k: v for k, v in r.items() if k != "records"}
-                                                                  for m, r in rows.items()}}
+    summary_rows = {m: {k: v for k, v in r.items() if k != "records"} for m, r in rows.items()}
+    report: dict[str, Any] = {"device": "cpu", "cores": os.cpu_count(), "rows": summary_rows}
     for mode in (m for m in PIPELINE_MODES if m in rows and "naive" in rows):
         speedup = round(rows[mode]["photos_per_second"] / rows["naive"]["photos_per_second"], 2)
         same = _same(rows["naive"]["records"], rows[mode]["records"])
         report[f"speedup_{mode}_vs_naive"] = speedup
         report[f"same_results_{mode}"] = same
         print(f"{mode} vs naive: {speedup}x; results: {same}")
+    flops = _flops_per_photo(args)
+    peak, assumption = cpu_peak_gflops()
+    report["gflop_per_photo"] = round(flops / 1e9, 3)
+    report["cpu_peak_gflops"] = {"value": round(peak, 1), "assumption": assumption}
+    for mode, r in rows.items():
+        if mode in ("naive", *PIPELINE_MODES):
+            achieved = flops / 1e9 * r["photos_per_second"]
+            report["rows"][mode]["achieved_gflops"] = round(achieved, 2)
+            report["rows"][mode]["share_of_peak"] = round(achieved / peak, 4) if peak else None
+            print(f"{mode:>10}: {achieved:6.1f} GFLOP/s achieved = {100 * achieved / peak:.1f} % of the peak "
+                  f"{peak:.0f} GFLOP/s ({assumption}); {flops / 1e9:.2f} GFLOP per photo")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0
