@@ -72,6 +72,31 @@ def test_training_on_cuda_uses_amp(tiny_classes, tiny_coco, tmp_path):
         assert scaler is not None and scaler["scale"] > 0 and scaler["_growth_tracker"] >= 0
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_gpu_throughput_end_to_end_and_resnet50_fine_tune(tiny_models, tiny_classes, tmp_path, capsys):
+    """Prints the figures BENCHMARKS.md asks for on a GPU: folder-run photos/s and ResNet50 fine-tune images/s."""
+    from classifier import train as ctrain
+    from pipeline.predictor import Pipeline
+    from pipeline.run import run_folder
+    from tests.conftest import make_scene
+
+    folder = tmp_path / "photos"
+    for i in range(64):
+        make_scene(folder / f"p{i:02d}.jpg", [(8, 8, 30, 24), (55, 40, 30, 30)], size=(640, 480), seed=i)
+    pipe = Pipeline.from_files(*tiny_models, device="cuda")
+    result = run_folder(pipe, folder, tmp_path / "out", batch_size=8, workers=4)
+    photos_per_second = result["info"]["timings"]["photos_per_second"]
+    s = ctrain.main(["--data", str(tiny_classes), "--out", str(tmp_path / "c"), "--arch", "resnet50", "--weights",
+                     "none", "--epochs", "2", "--input-size", "224", "--batch-size", "32", "--device", "cuda",
+                     "--no-eval", "--unknown-method", "none"])
+    history = json.loads((tmp_path / "c" / "history.json").read_text())
+    with capsys.disabled():
+        print(f"\nGPU {torch.cuda.get_device_name()}: folder run {photos_per_second} photos/s (tiny models, 640x480); "
+              f"ResNet50 fine-tune {history[-1]['images_per_second']:.1f} images/s at 224 px, batch 32")
+    assert photos_per_second > 0 and history[-1]["images_per_second"] > 0 and s["model"]
+
+
 def _bad_photo_folder(root):
     """Good field-like scenes and every kind of bad photo the folder run must turn into a failure record."""
     import os
