@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -376,14 +376,3 @@ def stats(engine: Engine) -> dict:
             "per_reason": {r.reason: int(r.n) for r in conn.execute(
                 select(detections.c.reason, func.count().label("n")).group_by(detections.c.reason))},
         }
-
-
-def add_records(engine: Engine, records: Iterable[dict], root: str | os.PathLike, *, source: str) -> int:
-    """:func:`add_record` for records of one folder (``root/file``); skips failures of unreadable paths."""
-    added = 0
-    for record in records:
-        path = Path(root) / record["file"]
-        if not path.is_file():
-            continue
-        added += add_record(engine, record, path, source=source).added
-    return added
