@@ -46,6 +46,9 @@ class Preprocessing:
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: str = "bilinear"
     crop_padding: float = CROP_PADDING
+    #: ``as_is``, or ``grey_world``: each crop's channels scaled to one mean before anything else, in training
+    #: and at inference alike, so the colour cast of a background (a green bait station) is taken out
+    colour: str = "as_is"
 
     def to_dict(self) -> dict:
         """Plain types only, so the release file loads with ``weights_only=True``."""

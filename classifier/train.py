@@ -34,6 +34,7 @@ from tqdm import tqdm
 from classifier.calibration import UNKNOWN_METHODS
 from classifier.data import (
     AUGMENTATIONS,
+    COLOURS,
     ClassData,
     FolderDataset,
     build_transform,
@@ -72,6 +73,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=25, help="passes over the training photos")
     p.add_argument("--input-size", type=int, default=224, help="side of the square the network sees, in pixels")
     p.add_argument("--crop-scale", type=float, nargs=2, default=[0.08, 1.0], help="RandomResizedCrop area range")
+    p.add_argument("--colour", default="as_is", choices=COLOURS,
+                   help="grey_world: scale each crop's channels to one mean first (training and inference, stored "
+                        "in the model file), taking out a background's colour cast")
     p.add_argument("--rotations", type=float, nargs="*", default=[], help="e.g. 0 30 90 135 (SPIPOLL)")
     p.add_argument("--balance", default="none", choices=["none", "sampler", "loss"],
                    help="class-balanced sampling or loss weighting")
@@ -236,6 +240,7 @@ class TrainSettings:
     unknown_method: str
     unknown_pass_rate: float
     species_file: str | None
+    colour: str = "as_is"
     config: str | None = None
 
     @classmethod
@@ -300,7 +305,7 @@ def _train(settings: TrainSettings, out: Path, device: torch.device, d: Dist) ->
     model, pre = build_classifier(settings.arch, len(data.class_names), settings.weights)
     padding = _crop_padding(settings.data)
     pre = replace(pre, input_size=settings.input_size, resize_size=round(settings.input_size / 0.875),
-                  crop_padding=pre.crop_padding if padding is None else padding)
+                  crop_padding=pre.crop_padding if padding is None else padding, colour=settings.colour)
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
