@@ -65,12 +65,17 @@ def session(path: str | os.PathLike, mf: dict, threads: int = 0) -> Any:
     return sess
 
 
-def quantize(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Dynamic int8 quantization of an ONNX file's matrix products (weights int8, activations at run time)."""
+#: what dynamic int8 quantization touches: the fully connected layers (the detector's box head, the classifier's
+#: last layer). Quantizing the convolutions too made both slower on a CPU and changed answers (BENCHMARKS.md).
+QUANTIZED_OPS = ("MatMul", "Gemm")
+
+
+def quantize(src: str | os.PathLike, dst: str | os.PathLike, ops: tuple[str, ...] = QUANTIZED_OPS) -> Path:
+    """Dynamic int8 quantization of an ONNX file's ``ops`` (weights int8, activations scaled at run time)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     dst = Path(dst)
     tmp = dst.with_name(f".{dst.name}.tmp")
-    quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
+    quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=list(ops))
     os.replace(tmp, dst)
     return dst
