@@ -211,12 +211,51 @@ def build_transform(pre: Preprocessing, *, train: bool, rotations: tuple[float, 
 
 
 
-class FolderDataset(Dataset):
-    """``(tensor, class index)`` pairs from a list of ``(path, class index)``."""
+def plain_background(image: np.ndarray, padding: float, rng: np.random.Generator) -> np.ndarray:
+    """The organism of a padded crop cut out (GrabCut from its box) and put on a plain or sandy background.
 
-    def __init__(self, items: list[tuple[str, int]], transform: A.Compose) -> None:
+    A crop is its box plus ``padding`` of the box's size on each side, so the box is known inside it. What the
+    training photos lack and bait stations and traps show: an insect on a plain dish, not on a flower.
+    """
+    h, w = image.shape[:2]
+    if min(h, w) < 16:
+        return image
+    scale = min(1.0, 96 / max(h, w))  # the cut-out is found on a small copy: GrabCut is slow on big crops
+    small = cv2.resize(image, (max(8, round(w * scale)), max(8, round(h * scale))), interpolation=cv2.INTER_AREA)
+    sh, sw = small.shape[:2]
+    f = padding / (1 + 2 * padding)
+    rect = (int(sw * f), int(sh * f), max(1, int(sw * (1 - 2 * f))), max(1, int(sh * (1 - 2 * f))))
+    mask = np.zeros((sh, sw), np.uint8)
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    try:
+        cv2.grabCut(cv2.cvtColor(small, cv2.COLOR_RGB2BGR), mask, rect, bgd, fgd, 3, cv2.GC_INIT_WITH_RECT)
+    except cv2.error:
+        return image
+    fg = cv2.resize(np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8), (w, h),
+                    interpolation=cv2.INTER_NEAREST).astype(bool)
+    if fg.mean() < 0.05:  # nothing found: leave the crop as it is
+        return image
+    colour = rng.integers(60, 256, 3).astype(np.float32)
+    background = np.broadcast_to(colour, image.shape).astype(np.float32)
+    if rng.random() < 0.5:  # sand, sawdust, a textured dish
+        grain = cv2.GaussianBlur(rng.normal(0, 25, (h, w)).astype(np.float32), (0, 0), max(1.0, 1 / scale))
+        background = background * rng.uniform(0.5, 0.9) + grain[..., None]
+    soft = cv2.GaussianBlur(fg.astype(np.float32), (0, 0), max(1.0, 0.5 / scale))[..., None]
+    return np.clip(image * soft + background * (1 - soft), 0, 255).astype(np.uint8)
+
+
+class FolderDataset(Dataset):
+    """``(tensor, class index)`` pairs from a list of ``(path, class index)``.
+
+    ``paste``: with probability ``paste[0]``, crops of the classes ``paste[1]`` are put on a plain background
+    first (:func:`plain_background`, with the crops' padding ``paste[2]``); training only.
+    """
+
+    def __init__(self, items: list[tuple[str, int]], transform: A.Compose,
+                 paste: tuple[float, frozenset[int], float] | None = None) -> None:
         self.items = items
         self.transform = transform
+        self.paste = paste
 
     def __len__(self) -> int:
         return len(self.items)
@@ -224,6 +263,10 @@ class FolderDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         path, label = self.items[i]
         image = read_image(path)  # files were checked when gathered; a change since raises with its name
+        if self.paste is not None and label in self.paste[1]:
+            rng = np.random.default_rng(np.random.randint(2**31))  # seeded per epoch and worker (seed_worker)
+            if rng.random() < self.paste[0]:
+                image = plain_background(image, self.paste[2], rng)
         return self.transform(image=image)["image"], label
 
 

@@ -73,6 +73,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=25, help="passes over the training photos")
     p.add_argument("--input-size", type=int, default=224, help="side of the square the network sees, in pixels")
     p.add_argument("--crop-scale", type=float, nargs=2, default=[0.08, 1.0], help="RandomResizedCrop area range")
+    p.add_argument("--paste-background", type=float, default=0.0,
+                   help="share of organism crops cut out (GrabCut from the box) and put on a plain or sandy "
+                        "background in training, as insects at bait stations and traps are seen")
     p.add_argument("--colour", default="as_is", choices=COLOURS,
                    help="grey_world: scale each crop's channels to one mean first (training and inference, stored "
                         "in the model file), taking out a background's colour cast")
@@ -181,7 +184,10 @@ def _loaders(data: ClassData, settings: TrainSettings, pre: Preprocessing, devic
     train_tf = build_transform(pre, train=True, rotations=settings.rotations, scale=settings.crop_scale,
                                augment=settings.augment)
     eval_tf = build_transform(pre, train=False)
-    train_ds, val_ds = FolderDataset(data.train, train_tf), FolderDataset(data.val, eval_tf)
+    organisms = frozenset(i for i, n in enumerate(data.class_names)
+                          if n != settings.background_class and n not in settings.outlier_classes)
+    paste = (settings.paste_background, organisms, pre.crop_padding) if settings.paste_background else None
+    train_ds, val_ds = FolderDataset(data.train, train_tf, paste), FolderDataset(data.val, eval_tf)
     sampler: Any = None
     if d.enabled:
         if settings.balance == "sampler":
@@ -241,6 +247,7 @@ class TrainSettings:
     unknown_pass_rate: float
     species_file: str | None
     colour: str = "as_is"
+    paste_background: float = 0.0
     config: str | None = None
 
     @classmethod

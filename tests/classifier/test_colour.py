@@ -23,3 +23,45 @@ def test_a_green_cast_is_taken_out_before_the_network_sees_the_crop():
     gap_as_is = (as_is(image=green)["image"] - as_is(image=neutral)["image"]).abs().mean().item()
     gap_gw = (with_gw(image=green)["image"] - with_gw(image=neutral)["image"]).abs().mean().item()
     assert gap_gw < 0.3 * gap_as_is  # what is left: the brightness the cast changed, and clipping
+
+
+def _insect_on_leaves(seed=0):
+    """A padded crop (padding 0.15): a dark elongated body in the box, on a busy green background."""
+    rng = np.random.default_rng(seed)
+    crop = (rng.normal(0, 40, (130, 130, 3)) + np.array([60, 160, 60])).clip(0, 255).astype(np.uint8)
+    import cv2
+
+    cv2.ellipse(crop, (65, 65), (38, 16), 30, 0, 360, (30, 20, 10), -1)
+    cv2.ellipse(crop, (65, 65), (20, 9), 30, 0, 360, (220, 180, 30), -1)
+    return crop
+
+
+def test_plain_background_keeps_the_organism_and_flattens_the_rest():
+    from classifier.data import plain_background
+
+    crop = _insect_on_leaves()
+    out = plain_background(crop, 0.15, np.random.default_rng(1))
+    border = np.ones(crop.shape[:2], bool)
+    border[20:110, 20:110] = False
+    # the background around the box is now one colour (or fine sand), much flatter than the leaves were
+    assert out[border].std(0).mean() < 0.6 * crop[border].std(0).mean()
+    assert np.abs(out[60:70, 60:70].astype(int) - crop[60:70, 60:70].astype(int)).mean() < 10  # the body kept
+
+
+def test_the_dataset_pastes_only_organism_classes(tmp_path):
+    from PIL import Image
+
+    from classifier.data import FolderDataset
+
+    paths = []
+    for i in range(2):
+        p = tmp_path / f"c{i}.png"
+        Image.fromarray(_insect_on_leaves(i)).save(p)
+        paths.append(str(p))
+    pre = Preprocessing(input_size=64, resize_size=64)
+    tf = build_transform(pre, train=False)
+    plain = FolderDataset([(paths[0], 0), (paths[1], 1)], tf)
+    pasted = FolderDataset([(paths[0], 0), (paths[1], 1)], tf, paste=(1.0, frozenset({0}), 0.15))
+    np.random.seed(0)
+    assert not np.allclose(pasted[0][0].numpy(), plain[0][0].numpy())  # class 0: an organism class, pasted
+    assert np.allclose(pasted[1][0].numpy(), plain[1][0].numpy())  # class 1 (background): untouched
