@@ -47,10 +47,10 @@ from classifier.models import ARCHITECTURES, Preprocessing, build_classifier, co
 from classifier.predict import Classifier
 from core.config import HelpFormatter, add_config_arg, parse_with_config, write_resolved
 from core.defaults import BACKGROUND_CLASS, CROP_PADDING, THRESHOLD, UNKNOWN_PASS_RATE
-from core.distributed import Dist, barrier, finish, init_distributed, mean_across, process_device, wrap
-from core.io import atomic_write_json, folder_lock
+from core.distributed import Dist, barrier, mean_across, training_run, wrap
+from core.io import atomic_write_json
 from core.modelfile import ModelFileError, resume_training, save_checkpoint, save_model_file
-from core.runtime import WorkerInit, pick_device, seed_everything
+from core.runtime import WorkerInit, seed_everything
 
 LOGGER = logging.getLogger(__name__)
 
@@ -278,17 +278,8 @@ def train(settings: TrainSettings) -> dict:
     The output folder is locked for the run: a second training into it is refused at once.
     """
     out = Path(settings.out)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {out}: is a file, not a folder")
-    device = pick_device(settings.device)
-    d = init_distributed(device)  # several processes under torchrun; one otherwise
-    try:
-        if not d.main:
-            return _train(settings, out, process_device(device, d), d)
-        with folder_lock(out, "classifier training"):
-            return _train(settings, out, process_device(device, d), d)
-    finally:
-        finish(d)
+    with training_run(out, settings.device, "classifier training") as (device, d):
+        return _train(settings, out, device, d)
 
 
 def _train(settings: TrainSettings, out: Path, device: torch.device, d: Dist) -> dict:

@@ -9,11 +9,17 @@ launch (no ``WORLD_SIZE``) is one process, exactly as before.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
+
+from core.io import folder_lock
+from core.runtime import pick_device
 
 
 @dataclass(frozen=True)
@@ -67,11 +73,6 @@ def wrap(model: torch.nn.Module, d: Dist, device: torch.device) -> torch.nn.Modu
     return DistributedDataParallel(model, device_ids=[d.local_rank] if device.type == "cuda" else None)
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The network inside a DistributedDataParallel wrapper (for state dicts and evaluation)."""
-    return getattr(model, "module", model)
-
-
 def mean_across(value: float, d: Dist, weight: float = 1.0) -> float:
     """The weighted mean of ``value`` over all processes (``weight``: how many items it averages)."""
     if not d.enabled:
@@ -92,3 +93,21 @@ def finish(d: Dist) -> None:
     if d.enabled and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def training_run(out: Path, device_name: str, what: str) -> Iterator[tuple[torch.device, Dist]]:
+    """What both trainers do around a run: ``(device, Dist)`` for this process, ``out`` locked by rank 0.
+
+    Refuses an ``--out`` that is a file; joins the process group under torchrun and leaves it at the end,
+    whatever happens.
+    """
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out}: is a file, not a folder")
+    device = pick_device(device_name)
+    d = init_distributed(device)  # several processes under torchrun; one otherwise
+    try:
+        with folder_lock(out, what) if d.main else contextlib.nullcontext():
+            yield process_device(device, d), d
+    finally:
+        finish(d)

@@ -28,10 +28,10 @@ from tqdm import tqdm
 from annotations.coco import load_coco
 from core.config import HelpFormatter, add_config_arg, parse_with_config, write_resolved
 from core.defaults import DETECTOR_SCORE_THRESHOLD, SUPPRESS_CONTAINMENT, SUPPRESS_IOU
-from core.distributed import Dist, barrier, finish, init_distributed, mean_across, process_device, wrap
-from core.io import atomic_write_json, folder_lock
+from core.distributed import Dist, barrier, mean_across, training_run, wrap
+from core.io import atomic_write_json
 from core.modelfile import resume_training, save_checkpoint, save_model_file
-from core.runtime import WorkerInit, pick_device, seed_everything
+from core.runtime import WorkerInit, seed_everything
 from detector.data import PRESETS, CocoDetectionDataset, build_augmentation, collate
 from detector.evaluate import add_suppression_args
 from detector.models import (
@@ -141,17 +141,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     """Entry point of ``taxolens detector train``; returns the run summary."""
     args = parse_with_config(get_args_parser(), argv, default="detector")
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {out}: is a file, not a folder")
-    device = pick_device(args.device)
-    d = init_distributed(device)  # several processes under torchrun; one otherwise
-    try:
-        if not d.main:
-            return _train(args, out, process_device(device, d), d)
-        with folder_lock(out, "detector training"):
-            return _train(args, out, process_device(device, d), d)
-    finally:
-        finish(d)
+    with training_run(out, args.device, "detector training") as (device, d):
+        return _train(args, out, device, d)
 
 
 def _train(args: argparse.Namespace, out: Path, device: torch.device, d: Dist) -> dict:
