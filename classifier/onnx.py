@@ -63,9 +63,8 @@ class OnnxClassifier(Classifier):
     def from_onnx(cls, model_file: str | os.PathLike, onnx_file: str | os.PathLike, *,
                   threads: int = 0) -> OnnxClassifier:
         """The release file's classes, preprocessing, thresholds and calibration; the ONNX file's network."""
-        mf = load_model_file(model_file, "classifier")
         clf = cast(OnnxClassifier, cls.from_file(model_file, "cpu"))
-        clf.sess = session(onnx_file, mf, threads)
+        clf.sess = session(onnx_file, clf.info, threads)  # the header read once, by from_file
         clf.info = {**clf.info, "engine": "onnx", "onnx_path": str(onnx_file)}
         return clf
 

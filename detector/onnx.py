@@ -51,10 +51,12 @@ class OnnxDetector(Detector):
     sess: Any = None
 
     @classmethod
-    def from_onnx(cls, model_file: str | os.PathLike, onnx_file: str | os.PathLike, *, threads: int = 0,
+    def from_onnx(cls, mf: dict, onnx_file: str | os.PathLike, *, threads: int = 0,
                   suppress_iou: float | None = None, suppress_containment: float | None = None) -> OnnxDetector:
-        """The release file's settings and classes, the ONNX file's network."""
-        mf = load_model_file(model_file, "detector")
+        """A release file already read (its settings and classes) with the ONNX file's network.
+
+        ``mf`` comes from :func:`core.modelfile.load_model_file`, so the release file is read once.
+        """
         det = cast(OnnxDetector, cls.from_loaded(mf, "cpu", suppress_iou=suppress_iou,
                                                  suppress_containment=suppress_containment))
         det.sess = session(onnx_file, mf, threads)

@@ -120,7 +120,7 @@ class Pipeline:
                 raise ValueError("--proposals: the ONNX detector keeps the model's own number of proposals")
             variant = "int8" if engine == "onnx-int8" else ""
             clf = OnnxClassifier.from_onnx(classifier, onnx_path(classifier, variant), threads=threads)
-            det = OnnxDetector.from_onnx(detector, onnx_path(detector, variant), threads=threads,
+            det = OnnxDetector.from_onnx(det_file, onnx_path(detector, variant), threads=threads,
                                          suppress_iou=suppress_iou, suppress_containment=suppress_containment)
         thr = clf.threshold if threshold is None else threshold
         unknown = clf.info.get("unknown") or {}
