@@ -32,16 +32,27 @@ ENGINES = ("torch", "onnx", "onnx-int8")
 MIN_DETECTOR_SIDE = 8
 
 
+class PhotoTooNarrow(ValueError):
+    """A photo the detector cannot look at: shrunk to its input size, it would be a line of pixels."""
+
+
 def detector_input(image: np.ndarray, min_size: int, max_size: int) -> tuple[torch.Tensor, float]:
     """A photo as the detector's input tensor, already shrunk as the detector would shrink it.
 
     Done here so that DataLoader workers can do it while the models run: the same bilinear
     interpolation as torchvision's GeneralizedRCNNTransform, so the detections are those of the
     full photo. Returns the tensor and the scale that maps its boxes back to the photo.
+
+    Raises:
+        PhotoTooNarrow: the photo's short side would shrink below :data:`MIN_DETECTOR_SIDE` pixels.
     """
-    t = torch.from_numpy(image).permute(2, 0, 1).float().div_(255)
-    h, w = t.shape[1:]
+    h, w = image.shape[:2]
     scale = min(min_size / min(h, w), max_size / max(h, w))
+    if min(h, w) * min(scale, 1.0) < MIN_DETECTOR_SIDE:
+        shown = min(scale, 1.0)
+        raise PhotoTooNarrow(f"photo too narrow: {w}x{h} px would be {w * shown:.0f}x{h * shown:.0f} px at the "
+                             f"detector's input (its short side must keep {MIN_DETECTOR_SIDE} px)")
+    t = torch.from_numpy(image).permute(2, 0, 1).float().div_(255)
     if scale >= 1.0:
         return t, 1.0
     resized = F.interpolate(t[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True,
@@ -57,15 +68,11 @@ def load_photo(path: str | os.PathLike, name: str, min_size: int, max_size: int,
     """
     try:
         image = read_image(path, max_pixels=max_pixels)
-        h, w = image.shape[:2]
-        scale = min(1.0, min_size / min(h, w), max_size / max(h, w))
-        if min(h, w) * scale < MIN_DETECTOR_SIDE:
-            return {"file": name, "failure": f"photo too narrow: {w}x{h} px would be {w * scale:.0f}x{h * scale:.0f} "
-                                             f"px at the detector's input (its short side must keep "
-                                             f"{MIN_DETECTOR_SIDE} px)"}
         return {"file": name, "image": image, "input": detector_input(image, min_size, max_size)}
     except ImageReadError as exc:
         return {"file": name, "failure": exc.reason}
+    except PhotoTooNarrow as exc:
+        return {"file": name, "failure": str(exc)}
     except Exception as exc:  # a decoder bug must not stop a run of thousands of photos
         return {"file": name, "failure": f"could not decode ({exc.__class__.__name__}: {exc})"}
 
