@@ -427,14 +427,14 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``taxolens app``."""
     args = check_settings(get_args_parser().parse_args(argv))
-    pipe = Pipeline.from_files(args.detector, args.classifier, device=args.device,
-                               score_threshold=args.score_threshold, threshold=args.threshold,
-                               classify_whole_photo=args.classify_whole_photo, min_score_threshold=0.05,
-                               rollup=not args.no_rollup)
     password = os.environ.get(args.password_env) or None
     if args.store_url and args.host not in ("127.0.0.1", "localhost", "::1") and not password:
         raise ValueError(f"--host {args.host} with a review store: reviewing on a shared machine needs a password "
                          f"(set {args.password_env})")
+    pipe = Pipeline.from_files(args.detector, args.classifier, device=args.device,
+                               score_threshold=args.score_threshold, threshold=args.threshold,
+                               classify_whole_photo=args.classify_whole_photo, min_score_threshold=0.05,
+                               rollup=not args.no_rollup)
     photos = args.store_photos or (Path(args.store_url).with_suffix("").as_posix() + "-photos"
                                    if args.store_url and "://" not in args.store_url else "runs/taxolens-store-photos")
     demo = TaxolensApp(pipe, args.examples, store_url=args.store_url, photo_dir=photos,

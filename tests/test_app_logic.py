@@ -141,3 +141,16 @@ def test_keep_for_review_and_the_review_callbacks(tiny_models, tmp_path):
     assert (reviewed[third]["review_reviewer"], reviewed[third]["review_w"]) == ("brais", 30.0)
     _, panel, none = app.review_next("English")
     assert none is None and "Nothing left to review" in panel
+
+
+def test_a_shared_review_app_needs_the_operators_password(tmp_path, monkeypatch):
+    """Refused before any model is loaded (the model paths here do not exist)."""
+    import pytest
+
+    import gradio_app
+
+    monkeypatch.delenv("TAXOLENS_APP_PASSWORD", raising=False)
+    args = ["--detector", str(tmp_path / "none.pt"), "--classifier", str(tmp_path / "none.pt"),
+            "--store-url", str(tmp_path / "s.sqlite"), "--host", "0.0.0.0"]
+    with pytest.raises(ValueError, match="needs a password"):
+        gradio_app.main(args)

@@ -61,6 +61,20 @@ def test_onnx_files_must_match_their_model_files(exported, tiny_models, tmp_path
         Pipeline.from_files(det, clf, engine="onnx", proposals=300)
 
 
+def test_the_int8_engine_runs_from_the_quantized_copies(exported, tmp_path):
+    """--quantize writes copies of both networks that --engine onnx-int8 runs (their answers are measured, not
+    asserted equal: see BENCHMARKS.md)."""
+    import onnx
+
+    det, clf = exported
+    graph = onnx.load(str(onnx_path(clf, "int8"))).graph
+    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeLinear") for n in graph.node)
+    pipe = Pipeline.from_files(det, clf, score_threshold=0.0, engine="onnx-int8")
+    record, _ = pipe.process_file(make_scene(tmp_path / "p.jpg", [(8, 8, 30, 24)]))
+    assert record["status"] == "ok" and pipe.settings["engine"] == "onnx-int8"
+    assert pipe.classifier.info["onnx_path"].endswith(".int8.onnx")
+
+
 def test_run_with_the_onnx_engine(exported, tmp_path):
     det, clf = exported
     folder = tmp_path / "photos"
