@@ -170,14 +170,16 @@ def load_eval_data(root: str | Path) -> ClassData:
 
 
 def build_transform(pre: Preprocessing, *, train: bool, rotations: tuple[float, ...] = (),
-                    scale: tuple[float, float] = (0.08, 1.0), augment: str = "study") -> A.Compose:
+                    scale: tuple[float, float] = (0.08, 1.0), augment: str = "study",
+                    lighting: float = 0.0) -> A.Compose:
     """Albumentations pipeline: the study's crop and flip for training, resize and centre crop for evaluation.
 
     ``rotations``, when given, rotates each training photo by one of these angles
     (the SPIPOLL challenge used 0, 30, 90 and 135 degrees). ``augment="field"`` adds what changes between
     a training photo and a field photo: colour (hue, saturation, brightness; sometimes grey), the colour
     cast of a background (a green bait station lights the insect green), blur and low resolution (small,
-    out-of-focus insects), and any rotation (seen from above).
+    out-of-focus insects), and any rotation (seen from above). ``lighting``: the share of training crops given
+    one strong change of light (grey, a strong coloured light, colours swapped, or backlit and dark).
     """
     if augment not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation {augment!r}; choose one of {', '.join(AUGMENTATIONS)}")
@@ -200,6 +202,15 @@ def build_transform(pre: Preprocessing, *, train: bool, rotations: tuple[float, 
                       A.ToGray(p=0.05),
                       A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.MotionBlur(blur_limit=(3, 5))], p=0.15),
                       A.Downscale(scale_range=(0.4, 0.8), p=0.15)]
+        if lighting:
+            # one strong change of light, so that an insect's colour and brightness cannot name it: a dark hornet
+            # lit green at a bait station was "Formicidae" at 0.99 because the only dark insects in training were
+            # ants (BENCHMARKS.md, "Lighting")
+            steps.append(A.OneOf([A.ToGray(p=1.0),  # no colour
+                                  A.MultiplicativeNoise(multiplier=(0.3, 1.4), per_channel=True, p=1.0),  # tinted
+                                  A.ChannelShuffle(p=1.0),  # colours swapped
+                                  A.RandomGamma(gamma_limit=(150, 350), p=1.0)],  # backlit: a dark insect
+                                 p=lighting))
         if rotations:
             steps.append(A.OneOf([A.Rotate(limit=(a, a), border_mode=cv2.BORDER_REFLECT_101, p=1.0)
                                   for a in rotations], p=1.0))

@@ -76,6 +76,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--paste-background", type=float, default=0.0,
                    help="share of organism crops cut out (GrabCut from the box) and put on a plain or sandy "
                         "background in training, as insects at bait stations and traps are seen")
+    p.add_argument("--lighting", type=float, default=0.0,
+                   help="share of training crops given one strong change of light (grey, a strong coloured light, "
+                        "colours swapped, or backlit and dark), so colour and brightness alone name no taxon")
     p.add_argument("--colour", default="as_is", choices=COLOURS,
                    help="grey_world: scale each crop's channels to one mean first (training and inference, stored "
                         "in the model file), taking out a background's colour cast")
@@ -182,7 +185,7 @@ def _crop_padding(data_root: str) -> float | None:
 def _loaders(data: ClassData, settings: TrainSettings, pre: Preprocessing, device: torch.device,
              d: Dist = Dist()) -> tuple[DataLoader, DataLoader]:
     train_tf = build_transform(pre, train=True, rotations=settings.rotations, scale=settings.crop_scale,
-                               augment=settings.augment)
+                               augment=settings.augment, lighting=settings.lighting)
     eval_tf = build_transform(pre, train=False)
     organisms = frozenset(i for i, n in enumerate(data.class_names)
                           if n != settings.background_class and n not in settings.outlier_classes)
@@ -248,6 +251,7 @@ class TrainSettings:
     species_file: str | None
     colour: str = "as_is"
     paste_background: float = 0.0
+    lighting: float = 0.0
     config: str | None = None
 
     @classmethod
@@ -386,7 +390,8 @@ def _train(settings: TrainSettings, out: Path, device: torch.device, d: Dist) ->
         "training": {"weights": settings.weights, "epochs": settings.epochs, "lr": settings.lr,
                      "momentum": settings.momentum,
                      "batch_size": settings.batch_size, "balance": settings.balance, "seed": settings.seed,
-                     "augment": settings.augment,
+                     "augment": settings.augment, "lighting": settings.lighting,
+                     "paste_background": settings.paste_background,
                      "device": str(device), "processes": d.world_size,
                      "seconds_per_epoch": float(np.mean([r["seconds"] for r in history]))
                      if history else None},

@@ -50,7 +50,7 @@ def _at_least_one(v: float) -> bool:
 #: Checked after parsing, on values from the command line and from YAML alike; NaN and infinities never pass.
 LIMITS: dict[str, tuple[Callable[[float], bool], str]] = {
     **dict.fromkeys(("threshold", "score_threshold", "target_precision", "unknown_pass_rate", "min_score",
-                     "paste_background"),
+                     "paste_background", "lighting"),
                     (_probability, "a probability from 0 to 1")),
     "val_fraction": (lambda v: 0 < v < 1, "a fraction between 0 and 1 (both excluded)"),
     "momentum": (lambda v: 0 <= v < 1, "from 0 to 1 (1 excluded)"),

@@ -65,3 +65,30 @@ def test_the_dataset_pastes_only_organism_classes(tmp_path):
     np.random.seed(0)
     assert not np.allclose(pasted[0][0].numpy(), plain[0][0].numpy())  # class 0: an organism class, pasted
     assert np.allclose(pasted[1][0].numpy(), plain[1][0].numpy())  # class 1 (background): untouched
+
+
+def test_lighting_gives_each_crop_one_strong_change_of_light_and_only_when_asked():
+    """``--lighting 1``: each training crop is grey, tinted, channel-swapped or darkened; ``0``: no such step."""
+    import albumentations as A
+
+    pre = Preprocessing(input_size=32, resize_size=36)
+    crop = _insect_on_leaves()
+    seen = {"grey": 0, "darker": 0, "colours moved": 0}
+
+    def outcome(tf) -> str:
+        # the same crop and geometry, no other colour change: only the lighting step can alter the pixels
+        im = tf(image=crop)["image"].astype(float)
+        if np.allclose(im[..., 0], im[..., 1]) and np.allclose(im[..., 1], im[..., 2]):
+            return "grey"
+        if im.mean() < 0.9 * crop.mean():
+            return "darker"
+        return "colours moved" if np.abs(im.mean((0, 1)) - crop.mean((0, 1))).max() > 10 else "unchanged"
+
+    for seed in range(60):
+        steps = build_transform(pre, train=True, scale=(1.0, 1.0), lighting=1.0).transforms[-3]
+        assert isinstance(steps, A.OneOf)
+        what = outcome(A.Compose([steps], seed=seed))
+        seen[what] = seen.get(what, 0) + 1
+    # "unchanged": a channel shuffle that drew the same order, or a tint close to white light
+    assert seen.get("unchanged", 0) <= 6 and all(seen[k] >= 5 for k in ("grey", "darker", "colours moved")), seen
+    assert not any(isinstance(t, A.OneOf) for t in build_transform(pre, train=True, lighting=0.0).transforms)
