@@ -1,6 +1,7 @@
 """The ``taxolens`` command: one entry point, a sub-command per stage.
 
-``taxolens annotations|detector|classifier COMMAND`` and ``taxolens run|evaluate|bench|bench-app|app|demo``.
+``taxolens annotations|detector|classifier COMMAND`` and
+``taxolens run|evaluate|unknown-study|lighting-probe|bench|bench-app|app|demo|export``.
 Each sub-command's ``--help`` lists its options. This module sits on top of every package: it imports
 a command's module only when that command runs.
 """
@@ -45,7 +46,8 @@ COMMANDS: dict[str, dict[str, str]] = {
 }
 # commands without a group
 TOP: dict[str, str] = {"run": "pipeline.run:main", "evaluate": "pipeline.evaluate:main",
-                       "unknown-study": "tools.unknown_study:main", "bench": "tools.bench:main",
+                       "unknown-study": "tools.unknown_study:main", "lighting-probe": "tools.lighting_probe:main",
+                       "bench": "tools.bench:main",
                        "bench-app": "tools.bench_app:main", "app": "gradio_app:main", "demo": "tools.demo:main",
                        "export": "tools.export:main"}
 
