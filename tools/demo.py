@@ -14,7 +14,8 @@ Steps, each skipped when its output exists (so a later run starts the app in sec
    hornets-3class train and valid; ants from ``hymenoptera`` through ``annotations propose``; and crops of
    no organism: the detector's boxes on bees-hornets that match no annotated organism.
 3. A classifier over *Apis mellifera*, *Vespa velutina*, *Vespa crabro* and Formicidae, with ``no organism``
-   as background and the look-alikes as an outlier class (configs/demo-classifier.yaml, field augmentation),
+   as background and the look-alikes as an outlier class (configs/demo-classifier.yaml, field augmentation
+   and --lighting 0.5: a dark hornet lit green is no ant),
    calibrated, with an unknown score, on validation crops.
 4. ``taxolens run`` over sample photos into runs/demo/results (CSV, MegaDetector JSON, annotated photos).
    Kept out of every training set on purpose: ``hornet-frames`` (bait stations), ``bumblebee`` (a taxon
@@ -127,7 +128,7 @@ def train_classifier(out: Path, crops: Path) -> Path:
         return model
     LOGGER.info("training the demo classifier (about 5 minutes on 2 CPU cores)")
     train.main(["--config", "demo-classifier", "--data", str(crops), "--out", str(out / "classifier"),
-                "--input-size", "160", "--epochs", "4", "--augment", "field",
+                "--input-size", "160", "--epochs", "4", "--augment", "field", "--lighting", "0.5",
                 "--outlier-classes", OUTLIER_CLASS, "--group-regex", GROUP_REGEX])
     return model
 
