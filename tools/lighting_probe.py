@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.io import atomic_write_json, atomic_write_text, list_images, read_image
+from core.io import ImageReadError, atomic_write_json, atomic_write_text, list_images, read_image
 from core.taxonomy import lineage_of, normalise_name
 from pipeline.decision import decide
 
@@ -115,7 +115,15 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         a = clf.analyse(images)
         return a.probabilities, a.unknown_scores
 
-    crops = {f.name.replace("_", " "): [read_image(p) for p in list_images(f)] for f in folders}
+    crops: dict[str, list[np.ndarray]] = {}
+    skipped = []
+    for folder in folders:
+        crops[folder.name.replace("_", " ")] = []
+        for path in list_images(folder):
+            try:
+                crops[folder.name.replace("_", " ")].append(read_image(path))
+            except ImageReadError as exc:  # a bad crop is named and left out; the others are measured
+                skipped.append(str(exc))
     rows = probe(crops, analyse, clf.decision_settings, clf.threshold)
     lines = [f"# Lighting probe of {clf.info['model_version']}", "", f"Crops `{root}`.", "",
              "| folder | crops | lighting | best guess right | answered right | named wrongly | wrong names |",
@@ -123,8 +131,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     lines += [f"| {r['folder']} | {r['crops']} | {r['lighting']} | {r['best_guess_right']:.1%} | "
               f"{r['answered_right']:.1%} | {r['named_wrongly']:.1%} | "
               f"{', '.join(f'{k} {v}' for k, v in sorted(r['wrong_names'].items())) or '-'} |" for r in rows]
+    lines += [f"\nLeft out, unreadable: {reason}" for reason in skipped]
     out = Path(args.out)
-    atomic_write_json(out / "report.json", {"classifier": str(args.classifier), "crops": str(root), "rows": rows})
+    atomic_write_json(out / "report.json", {"classifier": str(args.classifier), "crops": str(root), "rows": rows,
+                                            "skipped": skipped})
     atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return json.loads(json.dumps(rows))

@@ -48,8 +48,11 @@ def test_a_colour_shortcut_shows_as_wrong_names_under_green_light_only():
 
 
 def test_the_command_on_a_real_model_file(tiny_models, tiny_classes, tmp_path):
+    (tiny_classes / "red" / "broken.jpg").write_bytes(b"\xff\xd8 not a photo")
     rows = main([str(tiny_classes), "--classifier", str(tiny_models[1]), "--out", str(tmp_path / "probe"),
                  "--device", "cpu"])
     assert len(rows) == 3 * len(LIGHTINGS) and {r["crops"] for r in rows} == {12}
     report = json.loads((tmp_path / "probe" / "report.json").read_text())
     assert report["rows"] == rows and "| green backlit |" in (tmp_path / "probe" / "report.md").read_text()
+    (skipped,) = report["skipped"]  # the bad crop is named, the rest measured
+    assert "broken.jpg" in skipped
