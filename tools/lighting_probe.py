@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -25,8 +26,8 @@ import cv2
 import numpy as np
 
 from core.io import ImageReadError, atomic_write_json, atomic_write_text, list_images, read_image
-from core.taxonomy import lineage_of, normalise_name
 from pipeline.decision import decide
+from pipeline.evaluate import folder_taxon, is_right
 
 
 def grey(crop: np.ndarray) -> np.ndarray:
@@ -65,9 +66,9 @@ def probe(crops: Mapping[str, list[np.ndarray]], analyse: Analyse, settings: Map
         batch: crops per call of ``analyse``.
     """
     names = list(settings["class_names"])
+    lineages = settings.get("lineages") or {}
     rows = []
     for folder, images in crops.items():
-        truth = {normalise_name(folder), *(normalise_name(n) for _, n in lineage_of(folder))}
         for lighting, change in LIGHTINGS.items():
             answers, best = [], []
             for start in range(0, len(images), batch):
@@ -77,15 +78,12 @@ def probe(crops: Mapping[str, list[np.ndarray]], analyse: Analyse, settings: Map
                         **settings, "unknown_score": None if scores is None else float(scores[i])}))
                     best.append(names[int(np.argmax(p))])
             n = max(len(answers), 1)
-            right = sum(a["accepted"] and normalise_name(a["taxon"]) in truth for a in answers)
-            wrong = sum(a["accepted"] and normalise_name(a["taxon"]) not in truth for a in answers)
-            named: dict[str, int] = {}
-            for a in answers:
-                if a["accepted"] and normalise_name(a["taxon"]) not in truth:
-                    named[a["taxon"]] = named.get(a["taxon"], 0) + 1
+            # right and wrong by lineage, as taxolens evaluate counts them (V. velutina is right for "Vespa")
+            wrong = [a["taxon"] for a in answers if a["accepted"] and not is_right(a["taxon"], folder, lineages)]
             rows.append({"folder": folder, "lighting": lighting, "crops": len(answers),
-                         "best_guess_right": sum(normalise_name(b) == normalise_name(folder) for b in best) / n,
-                         "answered_right": right / n, "named_wrongly": wrong / n, "wrong_names": named})
+                         "best_guess_right": sum(is_right(b, folder, lineages) for b in best) / n,
+                         "answered_right": (sum(a["accepted"] for a in answers) - len(wrong)) / n,
+                         "named_wrongly": len(wrong) / n, "wrong_names": dict(Counter(wrong))})
     return rows
 
 
@@ -118,10 +116,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     crops: dict[str, list[np.ndarray]] = {}
     skipped = []
     for folder in folders:
-        crops[folder.name.replace("_", " ")] = []
+        taxon_crops = crops.setdefault(folder_taxon(folder.name), [])
         for path in list_images(folder):
             try:
-                crops[folder.name.replace("_", " ")].append(read_image(path))
+                taxon_crops.append(read_image(path))
             except ImageReadError as exc:  # a bad crop is named and left out; the others are measured
                 skipped.append(str(exc))
     rows = probe(crops, analyse, clf.decision_settings, clf.threshold)

@@ -56,3 +56,13 @@ def test_the_command_on_a_real_model_file(tiny_models, tiny_classes, tmp_path):
     assert report["rows"] == rows and "| green backlit |" in (tmp_path / "probe" / "report.md").read_text()
     (skipped,) = report["skipped"]  # the bad crop is named, the rest measured
     assert "broken.jpg" in skipped
+
+
+def test_an_answer_under_the_folder_taxon_is_right_not_wrong():
+    """A folder named for the genus: the species named is right, by lineage, as taxolens evaluate counts it."""
+    lineages = {"Vespa velutina": [["genus", "Vespa"], ["species", "Vespa velutina"]],
+                "Formicidae": [["family", "Formicidae"]]}
+    rows = {r["lighting"]: r for r in probe({"Vespa": _orange_hornets(2)}, _by_colour,
+                                            {**SETTINGS, "lineages": lineages}, 0.94)}
+    assert rows["as is"]["answered_right"] == 1.0 and rows["as is"]["best_guess_right"] == 1.0
+    assert rows["green backlit"]["named_wrongly"] == 1.0 and rows["green backlit"]["wrong_names"] == {"Formicidae": 2}
