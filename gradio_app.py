@@ -24,13 +24,14 @@ from pathlib import Path
 
 import gradio as gr
 
-from core.config import check_settings, packaged, read_yaml
-from core.defaults import MAX_PIXELS
+from core.answers import ANSWERED, REASON_UNCERTAIN, REASON_UNKNOWN
+from core.config import add_config_arg, packaged, parse_with_config, read_yaml
 from core.io import ImageReadError, read_image
 from core.taxonomy import normalise_name, species_index
 from pipeline.exports import write_csv
 from pipeline.predictor import Pipeline
 from pipeline.render import draw_detections
+from pipeline.settings import InferenceSettings, settings_id
 from pipeline.species import species_card
 from review.queue import flagged_taxa, review_queue
 from review.store import add_record, add_review, detection_rows, open_store, photo_facts
@@ -93,11 +94,11 @@ def card_html(detection: dict, number: int | Sequence[int], lang: str, count: in
     head = f"{count} × " if count > 1 else ""
     parts = [f'<div class="tl-card" data-testid="organism-card"><h3>{head}']
     reason = detection["reason"]
-    if reason == "unknown":
+    if reason == REASON_UNKNOWN:
         parts.append(f"{_esc(t(lang, 'unknown_title'))}</h3>")
         score = detection.get("unknown_score")
         parts.append(f"<p>{_esc(t(lang, 'reason_unknown', score='n/a' if score is None else f'{score:.3f}'))}</p>")
-    elif reason == "uncertain" or not detection["accepted"]:
+    elif reason == REASON_UNCERTAIN or not detection["accepted"]:
         parts.append(f"? </h3><p>{_esc(t(lang, 'not_sure', threshold=detection['threshold']))}</p><ol>")
         for g in detection["top"]:
             card = species_card(g["taxon"], lang)
@@ -138,7 +139,7 @@ def group_answers(detections: Sequence[dict]) -> list[tuple[dict, list[int]]]:
     """
     groups: dict[tuple, list[int]] = {}
     for i, d in enumerate(detections):
-        key = ("#", i) if d["reason"] == "uncertain" else (d["taxon"], d["reason"])
+        key = ("#", i) if d["reason"] == REASON_UNCERTAIN else (d["taxon"], d["reason"])
         groups.setdefault(key, []).append(i)
     ordered = sorted(groups.values(), key=lambda idx: (-len(idx), idx[0]))
     return [(max((detections[i] for i in idx), key=lambda d: d["probability"]), [i + 1 for i in idx])
@@ -163,19 +164,22 @@ def results_html(state: dict | None, lang: str) -> str:
 class TaxolensApp:
     """The models (loaded once per process) and the callbacks of the interface."""
 
-    def __init__(self, pipeline: Pipeline, examples: Sequence[str] = (), max_pixels: int = MAX_PIXELS,
-                 store_url: str | None = None, photo_dir: str | os.PathLike | None = None,
+    def __init__(self, pipeline: Pipeline, examples: Sequence[str] = (), store_url: str | None = None,
+                 photo_dir: str | os.PathLike | None = None,
                  signed_in: bool = False) -> None:
         self.pipe = pipeline
         self.examples = [str(e) for e in examples]
-        self.max_pixels = max_pixels
         self.store = open_store(store_url) if store_url else None
         self.photo_dir = Path(photo_dir) if photo_dir else None
         self.signed_in = signed_in  # the reviewer is the name signed in with (Gradio's auth)
         self.flagged = flagged_taxa()
 
-    def keep(self, path: str, record: dict) -> None:
-        """Keep an uploaded photo (a copy named by its sha256) and its record in the store, source ``app``."""
+    def keep(self, path: str, record: dict, score: float, threshold: float) -> None:
+        """Keep an uploaded photo (a copy named by its sha256) and its record in the store, source ``app``.
+
+        Its ``settings_id`` is that of the models and the settings of this call (the sliders' thresholds), so
+        the same photo kept again at another threshold is a second prediction, not a lost one.
+        """
         assert self.store is not None and self.photo_dir is not None
         facts = photo_facts(path)
         dest = self.photo_dir / facts["sha256"][:2] / (facts["sha256"] + Path(path).suffix.lower())
@@ -184,7 +188,10 @@ class TaxolensApp:
             tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
             shutil.copyfile(path, tmp)
             os.replace(tmp, dest)
-        add_record(self.store, {**record, "file": Path(path).name}, dest, source="app", facts=facts)
+        settings = self.pipe.settings.replace(score_threshold=score, threshold=threshold)
+        answers = settings_id({"models": self.pipe.model_version, "settings": settings.identity()})
+        add_record(self.store, {**record, "file": Path(path).name}, dest, source="app", facts=facts,
+                   settings_id=answers)
 
     def identify(self, path: str | None, score: float, threshold: float, language: str, keep: bool = False):
         """Upload -> (boxed photo, result panel, state); with ``keep``, the photo and answers go to the store."""
@@ -192,13 +199,12 @@ class TaxolensApp:
         if not path:
             state = {"message": "no_file"}
             return None, results_html(state, lang), state
-        record, image = self.pipe.process_file(path, max_pixels=self.max_pixels, score_threshold=score,
-                                               threshold=threshold)
+        record, image = self.pipe.process_file(path, score_threshold=score, threshold=threshold)
         if image is None:
             state = {"message": "bad_file", "detail": f"{record['file']}: {record['failure']}"}
             return None, results_html(state, lang), state
         if keep and self.store is not None:
-            self.keep(path, record)
+            self.keep(path, record, score, threshold)
         detections = record["detections"]
         labels = [d["taxon"] if d["accepted"] else "?" for d in detections]
         state = {"detections": detections, "dropped": record.get("dropped", [])}
@@ -206,8 +212,7 @@ class TaxolensApp:
 
     def batch(self, paths: list[str] | None, score: float, threshold: float):
         """Several photos -> (table rows, CSV file)."""
-        records = [self.pipe.process_file(path, max_pixels=self.max_pixels, score_threshold=score,
-                                          threshold=threshold)[0] for path in paths or []]
+        records = [self.pipe.process_file(path, score_threshold=score, threshold=threshold)[0] for path in paths or []]
         rows = []
         for r in records:
             if not r["detections"]:
@@ -235,7 +240,7 @@ class TaxolensApp:
         """
         lang = LANGUAGES.get(language, "en")
         assert self.store is not None
-        queue = review_queue(detection_rows(self.store), flagged=self.flagged)
+        queue = review_queue(detection_rows(self.store, newest_only=True), flagged=self.flagged)
         head = f'<p class="tl-message">{_esc(note)}</p>' if note else ""
         if not queue:
             return None, head + f"<p>{_esc(t(lang, 'review_empty'))}</p>", None
@@ -247,7 +252,7 @@ class TaxolensApp:
             photo, head = None, head + f'<p class="tl-message">{_esc(exc)}</p>'
         detection = {"taxon": row["taxon"], "reason": row["reason"], "rank": row["rank"], "top": row["top"] or [],
                      "probability": row["probability"] or 0.0, "unknown_score": row["unknown_score"],
-                     "accepted": row["reason"] in ("named", "rolled_up") and not row["dropped"],
+                     "accepted": row["reason"] in ANSWERED and not row["dropped"],
                      "threshold": self.pipe.threshold, "source": "detector"}
         box = {"box": [row["x"], row["y"], row["w"], row["h"]], "accepted": detection["accepted"]}
         image = draw_detections(photo, [box], [row["taxon"]]) if photo is not None else None
@@ -315,7 +320,8 @@ class TaxolensApp:
                         with gr.Column():
                             upload = gr.File(label=t(lang0, "upload"), file_count="single", type="filepath",
                                              elem_id="upload")
-                            score = gr.Slider(0.05, 1.0, value=self.pipe.score_threshold, step=0.01,
+                            score = gr.Slider(self.pipe.detector.score_floor, 1.0, value=self.pipe.score_threshold,
+                                              step=0.01,
                                               label=t(lang0, "score"))
                             threshold = gr.Slider(0.0, 1.0, value=self.pipe.threshold, step=0.01,
                                                   label=t(lang0, "threshold"))
@@ -405,11 +411,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", nargs="*", default=[], help="example photos shown under the upload")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--score-threshold", type=float, default=None, help="initial detector score (default: model's)")
-    p.add_argument("--threshold", type=float, default=None, help="initial classifier threshold (default: model's)")
-    p.add_argument("--classify-whole-photo", action="store_true", help="classify the whole photo when none is boxed")
-    p.add_argument("--no-rollup", action="store_true", help="never answer with a higher taxon (genus, family...)")
     p.add_argument("--concurrency", type=int, default=2, help="photos processed at once; the rest wait in the queue")
     p.add_argument("--max-file-size", default="25mb")
     p.add_argument("--store-url", default=None,
@@ -418,6 +419,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--store-photos", default=None,
                    help="folder for the copies of kept photos (default: beside an SQLite store, else "
                         "runs/taxolens-store-photos)")
+    add_config_arg(p, "app")
+    InferenceSettings.add_args(p)
     p.add_argument("--password-env", default="TAXOLENS_APP_PASSWORD",
                    help="environment variable holding the password the operator sets; when it is set, every "
                         "user signs in (any name, that password) and reviews are signed with that name")
@@ -426,15 +429,12 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``taxolens app``."""
-    args = check_settings(get_args_parser().parse_args(argv))
+    args = parse_with_config(get_args_parser(), argv, default="app")
     password = os.environ.get(args.password_env) or None
     if args.store_url and args.host not in ("127.0.0.1", "localhost", "::1") and not password:
         raise ValueError(f"--host {args.host} with a review store: reviewing on a shared machine needs a password "
                          f"(set {args.password_env})")
-    pipe = Pipeline.from_files(args.detector, args.classifier, device=args.device,
-                               score_threshold=args.score_threshold, threshold=args.threshold,
-                               classify_whole_photo=args.classify_whole_photo, min_score_threshold=0.05,
-                               rollup=not args.no_rollup)
+    pipe = Pipeline.from_files(args.detector, args.classifier, InferenceSettings.from_args(args))
     photos = args.store_photos or (Path(args.store_url).with_suffix("").as_posix() + "-photos"
                                    if args.store_url and "://" not in args.store_url else "runs/taxolens-store-photos")
     demo = TaxolensApp(pipe, args.examples, store_url=args.store_url, photo_dir=photos,

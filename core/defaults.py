@@ -6,6 +6,8 @@ A YAML profile in ``configs/`` that states one of these again is tested equal to
 
 from __future__ import annotations
 
+from core.answers import NO_ORGANISM
+
 #: A classifier probability at least this counts as an answer (the study's choice, read off its Figure 2).
 THRESHOLD = 0.94
 #: Share of a box's width (height) added left and right (above and below) before the crop is classified.
@@ -19,6 +21,6 @@ SUPPRESS_IOU = 0.5
 #: ... or when this share of its own area (intersection over the smaller box) lies inside a higher-scoring box.
 SUPPRESS_CONTAINMENT = 0.7
 #: Folder (and class) name of crops with no organism in them: a box around a dish or a leaf.
-BACKGROUND_CLASS = "no organism"
+BACKGROUND_CLASS = NO_ORGANISM
 #: Share of known validation crops that the unknown-score threshold lets pass as known.
 UNKNOWN_PASS_RATE = 0.95

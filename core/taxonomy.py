@@ -7,13 +7,12 @@ file at inference.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
+from core.answers import RANKS
 from core.config import packaged, read_yaml
-
-RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 
 
 @lru_cache(maxsize=4)
@@ -49,9 +48,16 @@ def lineages(names: Iterable[str], path: str | None = None) -> dict[str, list[li
     return {n: lin for n in names if (lin := lineage_of(n, path))}
 
 
-def is_within(taxon: str, ancestor: str, table: dict[str, list[list[str]]]) -> bool:
-    """Whether ``taxon`` is ``ancestor`` or lies under it, by the lineages in ``table`` (and species.yaml)."""
-    if normalise_name(taxon) == normalise_name(ancestor):
-        return True
-    lineage = table.get(taxon) or lineage_of(taxon)
-    return any(normalise_name(n) == normalise_name(ancestor) for _, n in lineage)
+def _lineage_names(taxon: str, table: Mapping[str, Sequence[Sequence[str]]]) -> list[str]:
+    lin = table.get(taxon) or lineage_of(taxon)
+    return [normalise_name(n) for _, n in lin] or [normalise_name(taxon)]
+
+
+def is_right(answer: str, truth: str, table: Mapping[str, Sequence[Sequence[str]]]) -> bool:
+    """Whether ``answer`` agrees with ``truth``: the same taxon, one under it, or one above it.
+
+    The one lineage check: lineages come from ``table`` (a model file's) and then ``species.yaml``. ``Vespa``
+    is right for a ``Vespa velutina`` (less precise), and ``Vespa velutina`` is right for a ``Vespa`` folder.
+    """
+    a, t = normalise_name(answer), normalise_name(truth)
+    return a == t or t in _lineage_names(answer, table) or a in _lineage_names(truth, table)

@@ -285,7 +285,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def add_suppression_args(p: argparse.ArgumentParser) -> None:
+def add_suppression_args(p: argparse._ActionsContainer) -> None:
     """``--suppress-iou`` and ``--suppress-containment``, shared by every command that runs a detector."""
     p.add_argument("--suppress-iou", type=float, default=None,
                    help="drop a box overlapping a better one by this IoU (default: the model file's, else 0.5)")

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torchvision.models.detection.faster_rcnn import FasterRCNN
 
 from core.defaults import SUPPRESS_CONTAINMENT, SUPPRESS_IOU
@@ -16,10 +17,39 @@ from core.runtime import pick_device
 from detector.models import build_detector
 from detector.suppress import suppress
 
+#: shortest side, in pixels, a photo may have once shrunk to the detector's input (a 20000x20 strip has none)
+MIN_DETECTOR_SIDE = 8
 
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """``HxWx3`` uint8 RGB to a ``3xHxW`` float tensor in 0..1 (the detector normalizes inside)."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
+
+class PhotoTooNarrow(ValueError):
+    """A photo the detector cannot look at: shrunk to its input size, it would be a line of pixels."""
+
+
+def preprocess(image: np.ndarray, min_size: int, max_size: int) -> tuple[torch.Tensor, float]:
+    """A photo as the detector's input tensor, already shrunk as the detector would shrink it.
+
+    The one way into the detector: folder runs (in DataLoader workers, while the models run), the app,
+    ``detector evaluate``, training's evaluation, ``propose`` and the ONNX engine all shrink photos here,
+    so the operating point is measured on the path runs take. The same bilinear interpolation as
+    torchvision's GeneralizedRCNNTransform, so the detections are those of the full photo. Returns the
+    tensor (``3xHxW``, 0..1; the detector normalizes inside) and the scale that maps its boxes back to
+    the photo.
+
+    Raises:
+        PhotoTooNarrow: the photo's short side would shrink below :data:`MIN_DETECTOR_SIDE` pixels.
+    """
+    h, w = image.shape[:2]
+    scale = min(min_size / min(h, w), max_size / max(h, w))
+    if min(h, w) * min(scale, 1.0) < MIN_DETECTOR_SIDE:
+        shown = min(scale, 1.0)
+        raise PhotoTooNarrow(f"photo too narrow: {w}x{h} px would be {w * shown:.0f}x{h * shown:.0f} px at the "
+                             f"detector's input (its short side must keep {MIN_DETECTOR_SIDE} px)")
+    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
+    if scale >= 1.0:
+        return t, 1.0
+    resized = F.interpolate(t[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True,
+                            align_corners=False)[0]
+    return resized, resized.shape[2] / w
 
 
 @dataclass
@@ -82,7 +112,7 @@ class Detector:
 
     @torch.inference_mode()
     def batch_predict_tensors(self, images: list[torch.Tensor], score_threshold: float | None = None) -> list[dict]:
-        """Detections for ``3xHxW`` tensors: ``boxes`` (N x 4 xywh), ``scores``, ``labels`` (class names)."""
+        """Detections for :meth:`preprocess`'d tensors: ``boxes`` (N x 4 xywh, input pixels), ``scores``, ``labels``."""
         thr = self.score_threshold if score_threshold is None else score_threshold
         if thr < self.score_floor:
             raise ValueError(f"score threshold {thr} is below {self.score_floor}, the lowest this detector was "
@@ -109,9 +139,17 @@ class Detector:
         return [(out["boxes"].float().cpu().numpy(), out["scores"].float().cpu().numpy(), out["labels"].cpu().numpy())
                 for out in outputs]
 
+    def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, float]:
+        """The photo shrunk as this detector's input, and the scale back (see :func:`preprocess`)."""
+        return preprocess(image, int(self.info["min_size"]), int(self.info["max_size"]))
+
     def batch_predict(self, images: list[np.ndarray], score_threshold: float | None = None) -> list[dict]:
-        """Detections for RGB arrays."""
-        return self.batch_predict_tensors([to_tensor(im) for im in images], score_threshold)
+        """Detections for RGB arrays, boxes in the photos' pixels: :meth:`preprocess`, then the network."""
+        inputs = [self.preprocess(im) for im in images]
+        dets = self.batch_predict_tensors([t for t, _ in inputs], score_threshold)
+        for det, (_, scale) in zip(dets, inputs):
+            det["boxes"] = det["boxes"] / scale
+        return dets
 
     def predict(self, image: np.ndarray, score_threshold: float | None = None) -> dict:
         """Detections for one RGB array."""

@@ -24,16 +24,18 @@ from collections.abc import Collection, Mapping, Sequence
 import numpy as np
 
 from classifier.metrics import accepts
-
-# the answer's words, stated once
-UNCERTAIN = "uncertain"
-UNKNOWN = "unknown"
-NO_ORGANISM = "no organism"
-NAMED, ROLLED_UP, REASON_UNCERTAIN, REASON_UNKNOWN, REASON_NO_ORGANISM = (
-    "named", "rolled_up", "uncertain", "unknown", "no_organism")
-REASONS = (NAMED, ROLLED_UP, REASON_UNCERTAIN, REASON_UNKNOWN, REASON_NO_ORGANISM)
-#: taxonomic ranks from the most general to the most specific
-RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
+from core.answers import (
+    ANSWERED,
+    NAMED,
+    NO_ORGANISM,
+    RANKS,
+    REASON_NO_ORGANISM,
+    REASON_UNCERTAIN,
+    REASON_UNKNOWN,
+    ROLLED_UP,
+    UNCERTAIN,
+    UNKNOWN,
+)
 
 
 def _rank_depth(rank: str | None) -> int:
@@ -83,7 +85,7 @@ def decide(*, probabilities: Sequence[float], class_names: Sequence[str], thresh
 
     def answer(taxon: str, rank: str | None, reason: str, probability: float, applied: float) -> dict:
         return {"taxon": taxon, "rank": rank, "reason": reason, "probability": round(float(probability), 6),
-                "accepted": reason in (NAMED, ROLLED_UP), "threshold": applied, "top": top, "unknown_score": score}
+                "accepted": reason in ANSWERED, "threshold": applied, "top": top, "unknown_score": score}
 
     best = names[order[0]]
     if best in background_classes:

@@ -30,24 +30,24 @@ import numpy as np
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from core.config import check_settings
-from core.defaults import MAX_PIXELS
-from core.io import atomic_write_csv, atomic_write_json, atomic_write_text, list_images, saved_figure
-from core.runtime import WorkerInit
-from core.taxonomy import lineage_of, normalise_name, species_index
-from pipeline.decision import (
+from core.answers import (
+    ANSWERED,
     NAMED,
     REASON_NO_ORGANISM,
     REASON_UNCERTAIN,
     REASON_UNKNOWN,
     ROLLED_UP,
-    decide,
 )
+from core.config import check_settings
+from core.io import atomic_write_csv, atomic_write_json, atomic_write_text, list_images, saved_figure
+from core.runtime import WorkerInit
+from core.taxonomy import is_right, normalise_name, species_index
+from pipeline.decision import decide
 from pipeline.predictor import Pipeline
 from pipeline.run import PhotoDataset, collate_list
+from pipeline.settings import InferenceSettings
 
 LOGGER = logging.getLogger(__name__)
-ANSWERED = (NAMED, ROLLED_UP)
 CURVE_THRESHOLDS = tuple(sorted({round(float(t), 3) for t in np.concatenate(
     [np.arange(0.30, 0.90, 0.05), np.arange(0.90, 0.995, 0.01), [0.995, 0.999]])}))
 
@@ -56,17 +56,6 @@ def folder_taxon(folder: str) -> str:
     """A folder's name as a taxon: underscores are spaces, an alias in species.yaml gives its scientific name."""
     entry = species_index().get(normalise_name(folder))
     return str(entry["scientific_name"]) if entry else folder.replace("_", " ").strip()
-
-
-def _lineage_names(taxon: str, lineages: Mapping[str, Sequence[Sequence[str]]]) -> list[str]:
-    lin = lineages.get(taxon) or lineage_of(taxon)
-    return [normalise_name(n) for _, n in lin] or [normalise_name(taxon)]
-
-
-def is_right(answer: str, truth: str, lineages: Mapping[str, Sequence[Sequence[str]]]) -> bool:
-    """Whether ``answer`` agrees with ``truth``: the same taxon, one under it, or one above it."""
-    a, t = normalise_name(answer), normalise_name(truth)
-    return a == t or t in _lineage_names(answer, lineages) or a in _lineage_names(truth, lineages)
 
 
 def is_known(truth: str, class_names: Sequence[str], lineages: Mapping[str, Sequence[Sequence[str]]]) -> bool:
@@ -132,7 +121,7 @@ def coverage_accuracy(boxes: Sequence[dict], settings: Mapping, thresholds: Sequ
 
 
 def evaluate_folders(pipe: Pipeline, photos: str | Path, out: str | Path, *, unknown: Sequence[str] = (),
-                     workers: int = 1, batch_size: int = 1, max_pixels: int = MAX_PIXELS) -> dict:
+                     workers: int = 1, batch_size: int = 1) -> dict:
     """Run the pipeline over ``photos/<taxon>/...`` and write the report into ``out``; returns it."""
     photos, out = Path(photos), Path(out)
     folders = sorted(p for p in photos.iterdir() if p.is_dir() and not p.name.startswith(".")) \
@@ -150,7 +139,8 @@ def evaluate_folders(pipe: Pipeline, photos: str | Path, out: str | Path, *, unk
         known = normalise_name(folder.name) not in forced and normalise_name(truth) not in forced and is_known(
             truth, organisms, lineages)
         files = [p.relative_to(photos).as_posix() for p in list_images(folder)]
-        ds = PhotoDataset(photos, files, pipe.detector.info["min_size"], pipe.detector.info["max_size"], max_pixels)
+        ds = PhotoDataset(photos, files, pipe.detector.info["min_size"], pipe.detector.info["max_size"],
+                          pipe.settings.max_pixels)
         loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_list,
                             worker_init_fn=WorkerInit())
         records = []
@@ -164,7 +154,8 @@ def evaluate_folders(pipe: Pipeline, photos: str | Path, out: str | Path, *, unk
                 records.append({**record, "folder": folder.name})
         per_folder.append({"folder": folder.name, **summarize_folder(records, truth, known, lineages)})
         all_records += records
-    report = {"photos": str(photos.resolve()), "model_version": pipe.model_version, "settings": pipe.settings,
+    report = {"photos": str(photos.resolve()), "model_version": pipe.model_version, "settings": pipe.settings.as_dict(),
+              "resolved_settings": pipe.resolved(),
               "folders": per_folder, "overall": overall(per_folder), "curve": coverage_accuracy(boxes, settings)}
     write_report(report, all_records, out)
     return report
@@ -241,8 +232,6 @@ def _plot_curve(curve: list[dict], threshold: float | None, path: Path) -> None:
 
 def get_args_parser() -> argparse.ArgumentParser:
     """Options of ``taxolens evaluate``."""
-    from detector.evaluate import add_suppression_args
-
     p = argparse.ArgumentParser(prog="taxolens evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("photos", help="a folder per taxon: PHOTOS/<taxon>/*.jpg")
@@ -250,22 +239,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--classifier", required=True, help="classifier release file")
     p.add_argument("--out", required=True, help="folder for the report")
     p.add_argument("--unknown", nargs="*", default=[], help="folders (taxa) to count as unknown to the model")
-    p.add_argument("--score-threshold", type=float, default=None, help="detector score; default: the model file's")
-    p.add_argument("--threshold", type=float, default=None, help="classifier probability; default: the model file's")
-    p.add_argument("--no-rollup", action="store_true", help="never answer with a higher taxon")
-    add_suppression_args(p)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="photo-decoding processes beside the models")
+    InferenceSettings.add_args(p)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Entry point of ``taxolens evaluate``."""
     args = check_settings(get_args_parser().parse_args(argv))
-    pipe = Pipeline.from_files(args.detector, args.classifier, device=args.device,
-                               score_threshold=args.score_threshold, threshold=args.threshold,
-                               rollup=not args.no_rollup, suppress_iou=args.suppress_iou,
-                               suppress_containment=args.suppress_containment)
+    pipe = Pipeline.from_files(args.detector, args.classifier, InferenceSettings.from_args(args))
     report = evaluate_folders(pipe, args.photos, args.out, unknown=args.unknown, workers=args.workers)
     o = report["overall"]
     for f in report["folders"]:

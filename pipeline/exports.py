@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from core.answers import UNCERTAIN, UNKNOWN
 from core.io import atomic_write_csv, atomic_write_json
-from pipeline.decision import UNCERTAIN, UNKNOWN
 
 LOGGER = logging.getLogger(__name__)
 

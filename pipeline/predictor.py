@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from classifier.predict import Classifier
 from core.crops import crop_box
@@ -22,53 +21,22 @@ from core.io import ImageReadError, read_image
 from core.modelfile import load_model_file
 from core.onnxrt import onnx_path
 from core.runtime import pick_device
-from detector.predict import Detector
+from detector.predict import Detector, PhotoTooNarrow, preprocess
 from pipeline.decision import decide
 from pipeline.records import SOURCE_DETECTOR, SOURCE_WHOLE_PHOTO, make_record
-
-#: how the networks run: PyTorch, or ONNX Runtime on the exported files (float, or dynamic int8)
-ENGINES = ("torch", "onnx", "onnx-int8")
-#: shortest side, in pixels, a photo may have once shrunk to the detector's input (a 20000x20 strip has none)
-MIN_DETECTOR_SIDE = 8
-
-
-class PhotoTooNarrow(ValueError):
-    """A photo the detector cannot look at: shrunk to its input size, it would be a line of pixels."""
-
-
-def detector_input(image: np.ndarray, min_size: int, max_size: int) -> tuple[torch.Tensor, float]:
-    """A photo as the detector's input tensor, already shrunk as the detector would shrink it.
-
-    Done here so that DataLoader workers can do it while the models run: the same bilinear
-    interpolation as torchvision's GeneralizedRCNNTransform, so the detections are those of the
-    full photo. Returns the tensor and the scale that maps its boxes back to the photo.
-
-    Raises:
-        PhotoTooNarrow: the photo's short side would shrink below :data:`MIN_DETECTOR_SIDE` pixels.
-    """
-    h, w = image.shape[:2]
-    scale = min(min_size / min(h, w), max_size / max(h, w))
-    if min(h, w) * min(scale, 1.0) < MIN_DETECTOR_SIDE:
-        shown = min(scale, 1.0)
-        raise PhotoTooNarrow(f"photo too narrow: {w}x{h} px would be {w * shown:.0f}x{h * shown:.0f} px at the "
-                             f"detector's input (its short side must keep {MIN_DETECTOR_SIDE} px)")
-    t = torch.from_numpy(image).permute(2, 0, 1).float().div_(255)
-    if scale >= 1.0:
-        return t, 1.0
-    resized = F.interpolate(t[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True,
-                            align_corners=False)[0]
-    return resized, resized.shape[2] / w
+from pipeline.settings import InferenceSettings
 
 
 def load_photo(path: str | os.PathLike, name: str, min_size: int, max_size: int,
                max_pixels: int = MAX_PIXELS) -> dict:
     """A photo ready for :meth:`Pipeline.process_items`: ``{file, image, input}``, or ``{file, failure}``.
 
-    Never raises for a bad photo: a run of thousands goes on, and the failure becomes that photo's record.
+    ``input`` is the detector's :func:`detector.predict.preprocess` of it. Never raises for a bad photo: a run
+    of thousands goes on, and the failure becomes that photo's record.
     """
     try:
         image = read_image(path, max_pixels=max_pixels)
-        return {"file": name, "image": image, "input": detector_input(image, min_size, max_size)}
+        return {"file": name, "image": image, "input": preprocess(image, min_size, max_size)}
     except ImageReadError as exc:
         return {"file": name, "failure": exc.reason}
     except PhotoTooNarrow as exc:
@@ -79,92 +47,79 @@ def load_photo(path: str | os.PathLike, name: str, min_size: int, max_size: int,
 
 @dataclass
 class Pipeline:
-    """Detector and classifier with the settings that decide what is reported."""
+    """Detector and classifier, built from their files with one :class:`InferenceSettings`."""
 
     detector: Detector
     classifier: Classifier
-    score_threshold: float
-    threshold: float
-    classify_whole_photo: bool = False
-    proposals: int = 0
-    settings: dict = field(default_factory=dict)
-    rollup: bool = True
-    #: the arguments of :meth:`from_files` that built it: another process (a Ray actor) builds the same
-    origin: dict = field(default_factory=dict)
+    settings: InferenceSettings
 
     @classmethod
-    def from_files(cls, detector: str | os.PathLike, classifier: str | os.PathLike, *, device: str = "auto",
-                   score_threshold: float | None = None, threshold: float | None = None,
-                   classify_whole_photo: bool = False, proposals: int = 0,
-                   min_score_threshold: float | None = None, rollup: bool = True,
-                   suppress_iou: float | None = None, suppress_containment: float | None = None,
-                   engine: str = "torch", threads: int = 0) -> Pipeline:
-        """Load both release files; thresholds default to the ones the model files carry.
+    def from_files(cls, detector: str | os.PathLike, classifier: str | os.PathLike,
+                   settings: InferenceSettings | None = None) -> Pipeline:
+        """Load both release files; thresholds the settings leave at ``None`` are the model files'.
 
         Only boxes at or above the score threshold are reported, so the detector drops the rest itself
         (down to ``min_score_threshold`` where a caller such as the web app lowers the score per call): the
-        same boxes, less work. ``proposals`` (0: the model's 1000) caps the region proposals per photo;
-        fewer is faster but not the same: at 300, crowded photos lose organisms (see BENCHMARKS.md).
-        ``rollup`` off never answers with a higher taxon; the suppression settings override the detector
-        file's. ``engine`` ``onnx`` (``onnx-int8``) runs both networks in ONNX Runtime from the ``.onnx``
-        (``.int8.onnx``) files ``taxolens export`` wrote beside the release files, with ``threads`` threads.
+        same boxes, less work. With engine ``onnx`` (``onnx-int8``) both networks run in ONNX Runtime from the
+        ``.onnx`` (``.int8.onnx``) files ``taxolens export`` wrote beside the release files.
         """
-        if engine not in ENGINES:
-            raise ValueError(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
+        s = settings or InferenceSettings()
         det_file = load_model_file(detector, "detector")
-        score = float(det_file["score_threshold"]) if score_threshold is None else score_threshold
-        if engine == "torch":
-            dev = pick_device(device)
+        if s.engine == "torch":
+            dev = pick_device(s.device)
             clf = Classifier.from_file(classifier, dev)
-            floor = max(0.0, score if min_score_threshold is None else min(score, min_score_threshold))
-            det = Detector.from_loaded(det_file, dev, proposals=proposals, score_floor=floor,
-                                       suppress_iou=suppress_iou, suppress_containment=suppress_containment)
+            score = float(det_file["score_threshold"]) if s.score_threshold is None else s.score_threshold
+            floor = max(0.0, score if s.min_score_threshold is None else min(score, s.min_score_threshold))
+            det = Detector.from_loaded(det_file, dev, proposals=s.proposals, score_floor=floor,
+                                       suppress_iou=s.suppress_iou, suppress_containment=s.suppress_containment)
         else:
             from classifier.onnx import OnnxClassifier
             from detector.onnx import OnnxDetector
 
-            if proposals:
-                raise ValueError("--proposals: the ONNX detector keeps the model's own number of proposals")
-            variant = "int8" if engine == "onnx-int8" else ""
-            clf = OnnxClassifier.from_onnx(classifier, onnx_path(classifier, variant), threads=threads)
-            det = OnnxDetector.from_onnx(det_file, onnx_path(detector, variant), threads=threads,
-                                         suppress_iou=suppress_iou, suppress_containment=suppress_containment)
-        thr = clf.threshold if threshold is None else threshold
-        unknown = clf.info.get("unknown") or {}
-        return cls(det, clf, score, thr, classify_whole_photo, proposals,
-                   {"score_threshold": score, "threshold": thr, "class_thresholds": clf.info.get("class_thresholds")
-                    or {}, "rollup": rollup, "unknown_method": unknown.get("method"),
-                    "unknown_threshold": unknown.get("threshold"), "temperature": clf.temperature,
-                    "suppression": det.suppression, "classify_whole_photo": classify_whole_photo,
-                    "proposals": proposals, "crop_padding": clf.preprocessing.crop_padding,
-                    "detector_min_size": det.info["min_size"], "detector_max_size": det.info["max_size"],
-                    "engine": engine},
-                   rollup,
-                   {"detector": str(detector), "classifier": str(classifier), "device": device,
-                    "score_threshold": score_threshold, "threshold": threshold,
-                    "classify_whole_photo": classify_whole_photo, "proposals": proposals,
-                    "min_score_threshold": min_score_threshold, "rollup": rollup, "suppress_iou": suppress_iou,
-                    "suppress_containment": suppress_containment, "engine": engine, "threads": threads})
+            variant = "int8" if s.engine == "onnx-int8" else ""
+            clf = OnnxClassifier.from_onnx(classifier, onnx_path(classifier, variant), threads=s.threads)
+            det = OnnxDetector.from_onnx(det_file, onnx_path(detector, variant), threads=s.threads,
+                                         suppress_iou=s.suppress_iou, suppress_containment=s.suppress_containment)
+        return cls(det, clf, s)
+
+    @property
+    def score_threshold(self) -> float:
+        """The detector score a box needs: the settings', else the detector file's."""
+        s = self.settings.score_threshold
+        return self.detector.score_threshold if s is None else s
+
+    @property
+    def threshold(self) -> float:
+        """The classifier probability that counts as an answer: the settings', else the classifier file's."""
+        s = self.settings.threshold
+        return self.classifier.threshold if s is None else s
+
+    def resolved(self) -> dict:
+        """What the models made of the settings: every threshold and size in force (``results.json``)."""
+        unknown = self.classifier.info.get("unknown") or {}
+        return {"score_threshold": self.score_threshold, "threshold": self.threshold,
+                "class_thresholds": self.classifier.info.get("class_thresholds") or {},
+                "rollup": self.decision_settings["rollup"], "unknown_method": unknown.get("method"),
+                "unknown_threshold": unknown.get("threshold"), "temperature": self.classifier.temperature,
+                "suppression": self.detector.suppression, "crop_padding": self.classifier.preprocessing.crop_padding,
+                "detector_min_size": self.detector.info["min_size"],
+                "detector_max_size": self.detector.info["max_size"]}
 
     @property
     def decision_settings(self) -> dict:
         """The decision's keyword arguments from the model file, with this pipeline's rollup setting."""
         settings = self.classifier.decision_settings
-        return {**settings, "rollup": self.rollup and settings["rollup"]}
+        return {**settings, "rollup": self.settings.rollup and settings["rollup"]}
 
     @property
     def model_version(self) -> str:
         """Both models' versions, stamped on every record."""
         return f"{self.detector.info['model_version']}+{self.classifier.info['model_version']}"
 
-    def detector_input(self, image: np.ndarray) -> tuple[torch.Tensor, float]:
-        """The photo resized as the detector would resize it (see :func:`detector_input`)."""
-        return detector_input(image, self.detector.info["min_size"], self.detector.info["max_size"])
-
-    def load(self, path: str | os.PathLike, name: str | None = None, max_pixels: int = MAX_PIXELS) -> dict:
-        """:func:`load_photo` with this pipeline's detector sizes."""
+    def load(self, path: str | os.PathLike, name: str | None = None) -> dict:
+        """:func:`load_photo` with this pipeline's detector sizes and pixel limit."""
         return load_photo(path, name or Path(path).name, self.detector.info["min_size"],
-                          self.detector.info["max_size"], max_pixels)
+                          self.detector.info["max_size"], self.settings.max_pixels)
 
     def process_batch(self, images: list[np.ndarray], inputs: list[tuple[torch.Tensor, float]] | None = None,
                       score_threshold: float | None = None, threshold: float | None = None,
@@ -173,7 +128,7 @@ class Pipeline:
 
         Args:
             images: RGB photos at full resolution (crops are cut from these).
-            inputs: their :meth:`detector_input`, when a loader already made them.
+            inputs: their detector :meth:`~detector.predict.Detector.preprocess`, when a loader made them.
             score_threshold: override of the detector score threshold for this call.
             threshold: override of the classifier threshold for this call.
             keep_probabilities: add every class's calibrated probability to each detection
@@ -183,7 +138,7 @@ class Pipeline:
             return []
         thr = self.threshold if threshold is None else threshold
         score_thr = self.score_threshold if score_threshold is None else score_threshold
-        inputs = inputs or [self.detector_input(im) for im in images]
+        inputs = inputs or [self.detector.preprocess(im) for im in images]
         dets = self.detector.batch_predict_tensors([t for t, _ in inputs], score_thr)
         crops, sources = [], []
         for image, det, (_, scale) in zip(images, dets, inputs):
@@ -192,7 +147,7 @@ class Pipeline:
                 raise ValueError(f"{self.detector.info.get('path', 'detector')}: the detector's output is not "
                                  "finite (NaN or infinite boxes or scores)")
             source = SOURCE_DETECTOR
-            if not len(det["boxes"]) and self.classify_whole_photo:
+            if not len(det["boxes"]) and self.settings.classify_whole_photo:
                 h, w = image.shape[:2]
                 det.update(boxes=np.array([[0, 0, w, h]], np.float32), scores=np.array([np.nan]), labels=[None])
                 source = SOURCE_WHOLE_PHOTO
@@ -254,9 +209,8 @@ class Pipeline:
                 records.append(make_record(it["file"], (w, h), dets, self.model_version, seconds=per_photo))
         return records
 
-    def process_file(self, path: str | os.PathLike, name: str | None = None, max_pixels: int = MAX_PIXELS,
-                     score_threshold: float | None = None,
+    def process_file(self, path: str | os.PathLike, name: str | None = None, score_threshold: float | None = None,
                      threshold: float | None = None) -> tuple[dict, np.ndarray | None]:
         """One photo file to its record (a failure record for a bad file), and the decoded photo if any."""
-        item = self.load(path, name, max_pixels)
+        item = self.load(path, name)
         return self.process_items([item], score_threshold, threshold)[0], item.get("image")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from pipeline.decision import (
+from core.answers import (
     NAMED,
     REASON_NO_ORGANISM,
     REASON_UNCERTAIN,

@@ -7,7 +7,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from pipeline.decision import REASON_UNKNOWN, ROLLED_UP, UNCERTAIN, UNKNOWN
+from core.answers import REASON_UNKNOWN, ROLLED_UP, UNCERTAIN, UNKNOWN
 
 ACCEPTED_COLOUR = (46, 204, 64)
 UNCERTAIN_COLOUR = (255, 165, 0)

@@ -22,6 +22,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,6 @@ from tqdm import tqdm
 
 from core.config import add_config_arg, parse_with_config
 from core.crops import crop_box
-from core.defaults import MAX_PIXELS
 from core.io import (
     atomic_save_image,
     atomic_write_json,
@@ -44,15 +44,50 @@ from core.io import (
 )
 from core.modelfile import taxolens_version
 from core.runtime import WorkerInit
-from detector.evaluate import add_suppression_args
 from pipeline.exports import write_exports
-from pipeline.predictor import ENGINES, Pipeline, load_photo
+from pipeline.predictor import Pipeline, load_photo
 from pipeline.records import STATUS_OK, summarize_records
 from pipeline.render import draw_detections
+from pipeline.settings import InferenceSettings, settings_id
 from review.store import add_record, open_store, stored_files
 
 LOGGER = logging.getLogger(__name__)
 FORMATS = ("csv", "coco", "megadetector")
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where ``--engine ray`` runs: an existing cluster (``address``) or a local Ray with ``cpus`` CPUs."""
+
+    address: str | None = None
+    actors: int = 0
+    cpus: int = 0
+    gpus: float = 0
+
+
+@dataclass(frozen=True)
+class FolderRun:
+    """What a folder run does besides answering photos (the answers are the pipeline's settings).
+
+    Attributes:
+        batch_size: photos per detector batch.
+        workers: photo-decoding processes beside the models.
+        formats: extra exports (:data:`FORMATS`).
+        save_annotated: photos with boxes and labels in ``OUT/annotated/``.
+        save_crops: crops by taxon in ``OUT/crops/<taxon>/``.
+        coco_gt: COCO ground truth whose ids the COCO export uses.
+        store_url: also keep every record in this store (``review/store.py``).
+        ray: run the models as Ray Data actors instead of in this process.
+    """
+
+    batch_size: int = 4
+    workers: int = 1
+    formats: tuple[str, ...] = ()
+    save_annotated: bool = False
+    save_crops: bool = False
+    coco_gt: dict | None = None
+    store_url: str | None = None
+    ray: RayOptions | None = None
 
 
 class PhotoDataset(Dataset):
@@ -103,11 +138,6 @@ def _repair_and_read(jsonl: Path) -> dict[str, dict]:
     return done
 
 
-def settings_id(identity: dict) -> str:
-    """A short digest of what decides a run's answers: the folder, both models' files and every setting."""
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def _component(name: str, limit: int = 200) -> str:
     """A file-name part short enough for any file system (255 bytes), kept unique by a digest of the whole."""
     if len(name.encode()) <= limit:
@@ -156,10 +186,11 @@ def _save_extras(out: Path, rel: str, image, detections: list[dict], annotated: 
     return problems
 
 
-def _local_records(pipe: Pipeline, folder: Path, todo: list[str], batch_size: int, workers: int,
-                   max_pixels: int) -> Iterator[tuple[dict, dict]]:
+def _local_records(pipe: Pipeline, folder: Path, todo: list[str], batch_size: int, workers: int
+                   ) -> Iterator[tuple[dict, dict]]:
     """(loaded photo, record) for each photo: decoded by DataLoader workers, the models in this process."""
-    ds = PhotoDataset(folder, todo, pipe.detector.info["min_size"], pipe.detector.info["max_size"], max_pixels)
+    ds = PhotoDataset(folder, todo, pipe.detector.info["min_size"], pipe.detector.info["max_size"],
+                      pipe.settings.max_pixels)
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_list,
                         prefetch_factor=4 if workers else None, persistent_workers=False,
                         worker_init_fn=WorkerInit())
@@ -170,19 +201,20 @@ def _local_records(pipe: Pipeline, folder: Path, todo: list[str], batch_size: in
 class RayWorker:
     """A Ray Data actor: the same :class:`Pipeline`, built once from the same files and settings."""
 
-    def __init__(self, origin: dict, root: str, max_pixels: int) -> None:
-        torch.set_num_threads(max(1, int(origin.get("threads") or 1)))
-        self.pipe = Pipeline.from_files(**origin)
-        self.root, self.max_pixels = Path(root), max_pixels
+    def __init__(self, detector: str, classifier: str, settings: dict, root: str) -> None:
+        inference = InferenceSettings.from_dict(settings)
+        torch.set_num_threads(max(1, inference.threads or 1))
+        self.pipe = Pipeline.from_files(detector, classifier, inference)
+        self.root = Path(root)
 
     def __call__(self, batch: dict) -> dict:
         """Records (as JSON text) for a batch of relative file names."""
-        items = [self.pipe.load(self.root / f, str(f), self.max_pixels) for f in batch["file"]]
+        items = [self.pipe.load(self.root / f, str(f)) for f in batch["file"]]
         return {"record": [to_json(r) for r in self.pipe.process_items(items)]}
 
 
-def _ray_records(pipe: Pipeline, folder: Path, todo: list[str], batch_size: int, max_pixels: int,
-                 options: dict) -> Iterator[tuple[dict, dict]]:
+def _ray_records(pipe: Pipeline, folder: Path, todo: list[str], batch_size: int,
+                 options: RayOptions) -> Iterator[tuple[dict, dict]]:
     """({file}, record) for each photo, from Ray Data actors (``map_batches``) on a local or existing cluster.
 
     Records stream back as actors finish them, and are written at once: a killed run resumes like a local one.
@@ -194,21 +226,23 @@ def _ray_records(pipe: Pipeline, folder: Path, todo: list[str], batch_size: int,
 
     if not todo:
         return
-    address = options.get("address") or None
+    address = options.address or None
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, num_cpus=None if address else options.get("cpus"), include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+        ray.init(address=address, num_cpus=None if address or not options.cpus else options.cpus,
+                 include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
-        actors = options.get("actors") or max(1, int(ray.available_resources().get("CPU", 1)))
-        origin = {**pipe.origin, "device": "cpu" if not options.get("gpus") else "cuda"}
+        actors = options.actors or max(1, int(ray.available_resources().get("CPU", 1)))
+        settings = pipe.settings.replace(device="cuda" if options.gpus else "cpu").as_dict()
         ds = ray.data.from_items([{"file": f} for f in todo], override_num_blocks=max(1, min(len(todo), actors * 4)))
-        results = ds.map_batches(RayWorker, fn_constructor_kwargs={"origin": origin, "root": str(folder.resolve()),
-                                                                   "max_pixels": max_pixels},
+        results = ds.map_batches(RayWorker, fn_constructor_kwargs={
+                                     "detector": str(pipe.detector.info["path"]),
+                                     "classifier": str(pipe.classifier.info["path"]), "settings": settings,
+                                     "root": str(folder.resolve())},
                                  batch_size=batch_size, concurrency=actors, num_cpus=1,
-                                 num_gpus=options.get("gpus") or None)
+                                 num_gpus=options.gpus or None)
         for row in results.iter_rows():
             record = json.loads(row["record"])
             yield {"file": record["file"]}, record
@@ -217,18 +251,15 @@ def _ray_records(pipe: Pipeline, folder: Path, todo: list[str], batch_size: int,
             ray.shutdown()
 
 
-def run_folder(pipe: Pipeline, folder: str | Path, out: str | Path, *, batch_size: int = 4, workers: int = 1,
-               formats: Sequence[str] = (), save_annotated: bool = False, save_crops: bool = False,
-               max_pixels: int = MAX_PIXELS, coco_gt: dict | None = None,
-               model_paths: tuple[str, str] | None = None, store_url: str | None = None,
-               ray_options: dict | None = None) -> dict:
+def run_folder(pipe: Pipeline, folder: str | Path, out: str | Path, run: FolderRun | None = None) -> dict:
     """Run the pipeline over every photo under ``folder`` into ``out``; returns results.json's content.
 
-    With ``ray_options`` (``address``, ``actors``, ``cpus``, ``gpus``) the models run as Ray Data actors
-    instead of in this process (same records, same resume). With ``store_url``, every photo's record also
-    goes to the store of predictions (``review/store.py``) for expert review: each photo in one
-    transaction, none twice, and photos a killed run had finished are stored when it resumes.
+    With ``run.ray`` the models run as Ray Data actors instead of in this process (same records, same
+    resume). With ``run.store_url``, every photo's record also goes to the store of predictions
+    (``review/store.py``) for expert review: each photo in one transaction, none twice, and photos a killed
+    run had finished are stored when it resumes.
     """
+    run = run or FolderRun()
     folder, out = Path(folder), Path(out)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: folder not found")
@@ -243,25 +274,20 @@ def run_folder(pipe: Pipeline, folder: str | Path, out: str | Path, *, batch_siz
         raise ValueError(f"{folder}: no photos found (JPEG, PNG, TIFF, WebP or BMP, searched recursively)"
                          + (f"; {len(unlisted)} folder(s) could not be listed" if unlisted else ""))
     with folder_lock(out, "taxolens run"):
-        return _run_locked(pipe, folder, out, files, unlisted, batch_size=batch_size, workers=workers,
-                           formats=formats, save_annotated=save_annotated, save_crops=save_crops,
-                           max_pixels=max_pixels, coco_gt=coco_gt, model_paths=model_paths, store_url=store_url,
-                           ray_options=ray_options)
+        return _run_locked(pipe, folder, out, files, unlisted, run)
 
 
-def _run_locked(pipe: Pipeline, folder: Path, out: Path, files: list[str], unlisted: list[str], *, batch_size: int,
-                workers: int, formats: Sequence[str], save_annotated: bool, save_crops: bool, max_pixels: int,
-                coco_gt: dict | None, model_paths: tuple[str, str] | None, store_url: str | None,
-                ray_options: dict | None) -> dict:
-    if ray_options is not None and (save_annotated or save_crops):
+def _run_locked(pipe: Pipeline, folder: Path, out: Path, files: list[str], unlisted: list[str], run: FolderRun
+                ) -> dict:
+    if run.ray is not None and (run.save_annotated or run.save_crops):
         raise ValueError("--save-annotated and --save-crops need the photos in this process: not with --engine ray")
-    det_path, clf_path = model_paths or (pipe.detector.info["path"], pipe.classifier.info["path"])
     info: dict[str, Any] = {"taxolens_version": taxolens_version(), "folder": str(folder.resolve()),
-            "detector": model_info(det_path, pipe.detector.info),
-            "classifier": model_info(clf_path, pipe.classifier.info), "settings": pipe.settings}
+                            "detector": model_info(pipe.detector.info["path"], pipe.detector.info),
+                            "classifier": model_info(pipe.classifier.info["path"], pipe.classifier.info),
+                            "settings": pipe.settings.as_dict(), "resolved_settings": pipe.resolved()}
     run_json = out / "run.json"
-    identity = {k: info[k] for k in ("folder", "settings")} | {
-        "detector": info["detector"]["sha256"], "classifier": info["classifier"]["sha256"]}
+    identity = {"folder": info["folder"], "settings": pipe.settings.identity(),
+                "detector": info["detector"]["sha256"], "classifier": info["classifier"]["sha256"]}
     info["settings_id"] = run_id = settings_id(identity)
     if run_json.is_file():
         try:
@@ -280,23 +306,23 @@ def _run_locked(pipe: Pipeline, folder: Path, out: Path, files: list[str], unlis
                           "settings (their settings_id differs); use another --out, or delete that folder to "
                           "start again")
     atomic_write_json(run_json, identity | {"settings_id": run_id})
-    engine = open_store(store_url) if store_url else None
-    stored = stored_files(engine, pipe.model_version) if engine is not None else set()
+    engine = open_store(run.store_url) if run.store_url else None
+    stored = stored_files(engine, pipe.model_version, run_id) if engine is not None else set()
     todo = [f for f in files if f not in done]
     if done:
         LOGGER.info("resuming: %d of %d photos already done", len(files) - len(todo), len(files))
     start = time.perf_counter()
     padding = pipe.classifier.preprocessing.crop_padding
     bar = tqdm(total=len(files), initial=len(files) - len(todo), desc="photos", unit="photo", smoothing=0.1)
-    produced = (_ray_records(pipe, folder, todo, batch_size, max_pixels, ray_options) if ray_options is not None
-                else _local_records(pipe, folder, todo, batch_size, workers, max_pixels))
+    produced = (_ray_records(pipe, folder, todo, run.batch_size, run.ray) if run.ray is not None
+                else _local_records(pipe, folder, todo, run.batch_size, run.workers))
     with open(jsonl, "a", encoding="utf-8") as fh:
         for item, record in produced:
             if record["status"] != STATUS_OK:
                 LOGGER.warning("%s: %s", folder / item["file"], record["failure"])
-            elif save_annotated or save_crops:
+            elif run.save_annotated or run.save_crops:
                 problems = _save_extras(out, item["file"], item["image"], record["detections"],
-                                        save_annotated, save_crops, padding)
+                                        run.save_annotated, run.save_crops, padding)
                 for problem in problems:
                     LOGGER.warning("%s: %s", folder / item["file"], problem)
                 if problems:
@@ -317,7 +343,7 @@ def _run_locked(pipe: Pipeline, folder: Path, out: Path, files: list[str], unlis
         for r in records:
             if r["status"] == STATUS_OK and r["file"] not in stored:
                 add_record(engine, r, folder / r["file"], source="run", settings_id=run_id)
-        info["store"] = store_url
+        info["store"] = run.store_url
     info["finished"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     info["timings"] = {"seconds_this_run": round(elapsed, 2), "photos_this_run": len(todo),
                        "photos_per_second": round(len(todo) / elapsed, 3) if elapsed and todo else None}
@@ -325,7 +351,8 @@ def _run_locked(pipe: Pipeline, folder: Path, out: Path, files: list[str], unlis
     info["unlisted_folders"] = unlisted
     result = {"info": info, "images": records}
     atomic_write_json(out / "results.json", result, indent=1)
-    write_exports(list(formats), records, info, out, pipe.detector.class_names, pipe.classifier.class_names, coco_gt)
+    write_exports(list(run.formats), records, info, out, pipe.detector.class_names, pipe.classifier.class_names,
+                  run.coco_gt)
     return result
 
 
@@ -344,60 +371,39 @@ def get_args_parser() -> argparse.ArgumentParser:
                                                    "export should use (to score it with COCOeval)")
     p.add_argument("--save-annotated", action="store_true", help="photos with boxes and labels in OUT/annotated/")
     p.add_argument("--save-crops", action="store_true", help="crops by taxon in OUT/crops/<taxon>/")
-    p.add_argument("--score-threshold", type=float, default=None, help="detector score; default: the model file's")
-    p.add_argument("--threshold", type=float, default=None, help="classifier probability; default: the model file's")
-    p.add_argument("--no-rollup", action="store_true", help="never answer with a higher taxon (genus, family...)")
-    add_suppression_args(p)
-    p.add_argument("--classify-whole-photo", action="store_true",
-                   help="where no organism is found, classify the whole photo (marked source=whole_photo)")
     p.add_argument("--store", action="store_true",
                    help="also keep every prediction in the store for expert review (taxolens review ...)")
     p.add_argument("--store-url", default="runs/taxolens-store.sqlite",
                    help="the store: a file path (SQLite) or an SQLAlchemy URL (postgresql://user@host/db)")
     p.add_argument("--strict", action="store_true", help="exit 1 if any photo failed")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--batch-size", type=int, default=1, help="photos per detector batch (1 on a CPU, 8 on a GPU)")
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--proposals", type=int, default=0,
-                   help="region proposals per photo (0: the model's 1000); fewer is faster but misses organisms "
-                        "in crowded photos")
-    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS)
-    p.add_argument("--threads", type=int, default=0, help="CPU threads of torch or ONNX Runtime (0: one per core)")
     p.add_argument("--ray-address", default=None, help="an existing Ray cluster (ray://host:10001 or auto)")
     p.add_argument("--ray-actors", type=int, default=0, help="pipeline actors (0: one per CPU of the cluster)")
     p.add_argument("--ray-gpus", type=float, default=0, help="GPUs per actor (0: CPU actors)")
-    p.add_argument("--engine", default="torch", choices=[*ENGINES, "ray"],
-                   help="run the networks in PyTorch, or in ONNX Runtime from the files `taxolens export --format "
-                        "onnx` wrote beside the model files (onnx-int8: their dynamic int8 copies); ray: PyTorch in "
-                        "Ray Data actors, on a local Ray instance or the cluster of --ray-address / RAY_ADDRESS "
-                        "(same records, same resume)")
+    p.add_argument("--ray-cpus", type=int, default=0, help="CPUs of a local Ray instance (0: every core)")
+    InferenceSettings.add_args(p, extra_engines=("ray",))
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``taxolens run``."""
     args = parse_with_config(get_args_parser(), argv, default="pipeline")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    pipe = Pipeline.from_files(args.detector, args.classifier, device=args.device,
-                               score_threshold=args.score_threshold, threshold=args.threshold,
-                               classify_whole_photo=args.classify_whole_photo, proposals=args.proposals,
-                               rollup=not args.no_rollup, suppress_iou=args.suppress_iou,
-                               suppress_containment=args.suppress_containment,
-                               engine="torch" if args.engine == "ray" else args.engine,
-                               threads=args.threads)
+    settings = InferenceSettings.from_args(args)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    pipe = Pipeline.from_files(args.detector, args.classifier, settings)
     gt = None
     if args.coco_gt:
         from annotations.coco import load_coco
 
         gt = load_coco(args.coco_gt)
-    result = run_folder(pipe, args.folder, args.out, batch_size=args.batch_size, workers=args.workers,
-                        formats=args.formats, save_annotated=args.save_annotated, save_crops=args.save_crops,
-                        max_pixels=args.max_pixels, coco_gt=gt, model_paths=(args.detector, args.classifier),
-                        store_url=args.store_url if args.store else None,
-                        ray_options={"address": args.ray_address or os.environ.get("RAY_ADDRESS"),
-                                     "actors": args.ray_actors, "gpus": args.ray_gpus} if args.engine == "ray"
-                        else None)
+    ray = RayOptions(args.ray_address or os.environ.get("RAY_ADDRESS"), args.ray_actors, args.ray_cpus,
+                     args.ray_gpus) if args.engine == "ray" else None
+    run = FolderRun(batch_size=args.batch_size, workers=args.workers, formats=tuple(args.formats),
+                    save_annotated=args.save_annotated, save_crops=args.save_crops, coco_gt=gt,
+                    store_url=args.store_url if args.store else None, ray=ray)
+    result = run_folder(pipe, args.folder, args.out, run)
     s = result["info"]["summary"]
     print(f"{s['photos']} photos: {s['organisms']} organisms {s['organisms_per_taxon']}, {s['uncertain']} uncertain, "
           f"{s['unknown']} unknown, {s['no_organism']} with no organism, {s['dropped_no_organism']} boxes dropped "

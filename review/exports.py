@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
+from core.answers import ANSWERED, NO_ORGANISM, REASON_NO_ORGANISM, REASON_UNKNOWN
 from core.crops import crop_box
 from core.defaults import CROP_PADDING
 from core.io import ImageReadError, atomic_save_image, atomic_write, atomic_write_json, read_image
 from core.taxonomy import lineage_of
 from review.store import detection_rows, now, photo_rows
 
-NAMED_REASONS = ("named", "rolled_up")
+NAMED_REASONS = ANSWERED
 DWC = "http://rs.tdwg.org/dwc/terms/"
 DWC_TERMS = ("occurrenceID", "basisOfRecord", "scientificName", "taxonRank", "kingdom", "eventDate",
              "decimalLatitude", "decimalLongitude", "geodeticDatum", "identifiedBy", "dateIdentified",
@@ -44,7 +45,7 @@ def answer(row: dict) -> dict:
         if action == "redraw":
             box = [row["review_x"], row["review_y"], row["review_w"], row["review_h"]]
         return {"taxon": row["review_taxon"], "box": box, "by": "expert", "reviewer": row["review_reviewer"],
-                "at": row["review_at"], "organism": action != "no_organism"}
+                "at": row["review_at"], "organism": action != REASON_NO_ORGANISM}
     named = row["reason"] in NAMED_REASONS and not row["dropped"]
     return {"taxon": row["taxon"] if named else None, "box": box, "by": "model", "reviewer": None,
             "at": row["predicted_at"], "organism": not row["dropped"]}
@@ -75,7 +76,7 @@ def export_coco(engine: Any, out: str | os.PathLike, padding: float = CROP_PADDI
         if row["photo_id"] not in images:
             images[row["photo_id"]] = {"id": row["photo_id"], "file_name": os.path.relpath(row["path"], out),
                                        "width": row["photo_width"], "height": row["photo_height"]}
-        folder = a["taxon"] if a["organism"] else "no organism"
+        folder = a["taxon"] if a["organism"] else NO_ORGANISM
         try:
             photo = read_image(row["path"])
         except ImageReadError:
@@ -238,7 +239,7 @@ def export_camtrapdp(engine: Any, out: str | os.PathLike, *, latitude: float | N
         seen_photos.add(row["photo_id"])
         if not a["organism"]:
             continue
-        kind = "animal" if a["taxon"] else "unknown" if row["reason"] == "unknown" else "unclassified"
+        kind = "animal" if a["taxon"] else "unknown" if row["reason"] == REASON_UNKNOWN else "unclassified"
         x, y, w, h = a["box"]
         W, H = row["photo_width"] or 1, row["photo_height"] or 1
         observations.append({

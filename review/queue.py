@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 
+from core.answers import NEEDS_A_LOOK
 from core.taxonomy import species_index
 
 #: conservation codes that make a named taxon worth an expert's look even when the model is sure
 THREATENED = ("VU", "EN", "CR")
-NEEDS_A_LOOK = ("unknown", "uncertain")
 
 
 def flagged_taxa(path: str | None = None) -> set[str]:

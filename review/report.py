@@ -8,21 +8,20 @@ from __future__ import annotations
 import numpy as np
 
 from classifier.metrics import confusion_summary
+from core.answers import ANSWERED, NEEDS_A_LOOK, NO_ORGANISM, REASON_NO_ORGANISM
 from review.store import detection_rows
-
-NO_ORGANISM = "no organism"
 
 
 def model_label(row: dict) -> str:
     """What the model answered for a box: its taxon when named or rolled up, else its reason."""
     if row["dropped"]:
         return NO_ORGANISM
-    return row["taxon"] if row["reason"] in ("named", "rolled_up") else row["reason"]
+    return row["taxon"] if row["reason"] in ANSWERED else row["reason"]
 
 
 def expert_label(row: dict) -> str:
     """What the expert in force answered: the taxon, or ``no organism``."""
-    return NO_ORGANISM if row["review_action"] == "no_organism" else row["review_taxon"]
+    return NO_ORGANISM if row["review_action"] == REASON_NO_ORGANISM else row["review_taxon"]
 
 
 def agreement_report(engine) -> dict:
@@ -35,7 +34,7 @@ def agreement_report(engine) -> dict:
     summary = confusion_summary(np.array([index[t] for t in truth], int), np.array([index[g] for g in guess], int),
                                 classes) if rows else {"n": 0, "accuracy": None, "kappa": None, "per_class": [],
                                                        "confusion_matrix": []}
-    answered = [i for i, g in enumerate(guess) if g not in ("uncertain", "unknown")]
+    answered = [i for i, g in enumerate(guess) if g not in NEEDS_A_LOOK]
     right = sum(guess[i] == truth[i] for i in answered)
     return {"reviewed": len(rows), "classes": classes, "agreement": summary["accuracy"], "kappa": summary["kappa"],
             "answered_by_model": len(answered) / len(rows) if rows else None,

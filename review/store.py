@@ -6,9 +6,10 @@ and constraints. Why our own named migrations rather than Alembic: the schema sh
 upgrades itself when a store is opened (no migrations folder or ``env.py`` for a user to run); each step has
 a version and a name, recorded in ``schema_migrations``, and a store newer than the code is refused.
 
-Tables: ``photos`` (one per sha256: path, size, EXIF time and GPS), ``predictions`` (one per photo and model
-pair: the run's settings, source ``run`` or ``app``, time), ``detections`` (each box with its answer: taxon,
-rank, reason, probability, unknown score, top three; ``dropped`` for boxes answered no organism) and
+Tables: ``photos`` (one per sha256: path, upright size, EXIF time and GPS), ``predictions`` (one per photo,
+model pair and settings: a rerun with another threshold is kept beside the first; source ``run`` or ``app``,
+time), ``detections`` (each box with its answer: taxon, rank, reason, probability, unknown score, top three;
+``dropped`` for boxes answered no organism) and
 ``reviews`` (every expert answer, never deleted: the latest per detection is the one in force).
 """
 
@@ -45,10 +46,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.schema import CreateTable
+
+from core.answers import REASON_NO_ORGANISM
 
 SOURCES = ("run", "app")
 #: what an expert can answer about a detection
-ACTIONS = ("accept", "correct", "no_organism", "redraw")
+ACTIONS = ("accept", "correct", REASON_NO_ORGANISM, "redraw")
 
 metadata = MetaData()
 migrations_table = Table(
@@ -72,13 +76,13 @@ predictions = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("photo_id", ForeignKey("photos.id"), nullable=False),
     Column("model_version", String(300), nullable=False),
-    Column("settings_id", String(32)),
+    Column("settings_id", String(32), nullable=False, server_default=""),
     Column("source", String(8), nullable=False),
     Column("file", Text, nullable=False),  # the record's stable id (path relative to the run's folder)
     Column("status", String(8), nullable=False),
     Column("failure", Text),
     Column("created_at", String(32), nullable=False),
-    UniqueConstraint("photo_id", "model_version", name="one_prediction_per_photo_and_models"))
+    UniqueConstraint("photo_id", "model_version", "settings_id", name="one_prediction_per_photo_models_and_settings"))
 detections = Table(
     "detections", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -123,10 +127,54 @@ def _add_review_indexes(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX IF NOT EXISTS detections_by_reason ON detections (reason)"))
 
 
+def _key_predictions_by_settings(conn: Connection) -> None:
+    # a rerun of the same photos with other settings (another threshold, --no-rollup) is kept, not dropped:
+    # predictions are unique per photo, model pair and settings. Stores made by step 1 of this code already
+    # have that key (step 1 creates today's table); older ones are rebuilt. SQLite cannot drop a constraint,
+    # so its table is copied into a new one; PostgreSQL swaps the constraint.
+    if conn.dialect.name == "sqlite":
+        _rebuild_sqlite_predictions(conn)
+        return
+    conn.execute(text("UPDATE predictions SET settings_id = '' WHERE settings_id IS NULL"))
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("ALTER TABLE predictions DROP CONSTRAINT IF EXISTS one_prediction_per_photo_and_models"))
+        conn.execute(text("ALTER TABLE predictions ALTER COLUMN settings_id SET DEFAULT ''"))
+        conn.execute(text("ALTER TABLE predictions ALTER COLUMN settings_id SET NOT NULL"))
+        conn.execute(text("ALTER TABLE predictions DROP CONSTRAINT IF EXISTS "
+                          "one_prediction_per_photo_models_and_settings"))
+        conn.execute(text("ALTER TABLE predictions ADD CONSTRAINT one_prediction_per_photo_models_and_settings "
+                          "UNIQUE (photo_id, model_version, settings_id)"))
+
+
+
+def _rebuild_sqlite_predictions(conn: Connection) -> None:
+    # SQLite's own recipe for changing a table's constraints: foreign keys off (possible only outside a
+    # transaction, hence first and before an explicit BEGIN), a new table, the rows copied, the old one dropped,
+    # the new one renamed, the foreign keys checked. open_store drops the pooled connection afterwards, so every
+    # later connection has foreign keys on again.
+    ddl = conn.execute(text("SELECT sql FROM sqlite_master WHERE type='table' AND name='predictions'")).scalar()
+    if "one_prediction_per_photo_models_and_settings" in (ddl or ""):
+        return
+    conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    conn.exec_driver_sql("BEGIN")
+    columns = ", ".join(c.name for c in predictions.columns)
+    create = str(CreateTable(predictions).compile(dialect=conn.dialect))
+    conn.exec_driver_sql(create.replace("CREATE TABLE predictions ", "CREATE TABLE predictions_new ", 1))
+    conn.execute(text(f"INSERT INTO predictions_new ({columns}) SELECT id, photo_id, model_version, "
+                      f"COALESCE(settings_id, ''), source, file, status, failure, created_at FROM predictions"))
+    conn.execute(text("DROP TABLE predictions"))
+    conn.execute(text("ALTER TABLE predictions_new RENAME TO predictions"))
+    broken = conn.execute(text("PRAGMA foreign_key_check")).fetchall()
+    if broken:
+        raise StoreError(f"the upgrade of the predictions table would break {len(broken)} reference(s); "
+                         "nothing was changed")
+
+
 #: (version, name, step): applied in order, each once, each in its own transaction
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "photos, predictions, detections and reviews", _create_tables),
     (2, "indexes for the review queue", _add_review_indexes),
+    (3, "predictions keyed by photo, models and settings", _key_predictions_by_settings),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -183,6 +231,8 @@ def open_store(location: str | os.PathLike, migrations: Sequence[tuple[int, str,
                 conn.execute(insert(migrations_table).values(version=version, name=name, applied_at=now()))
         except IntegrityError:  # another process applied it at the same moment
             continue
+    if engine.dialect.name == "sqlite" and len(applied) < len(migrations):
+        engine.dispose()  # a migration may have turned foreign keys off on its connection: start afresh
     return engine
 
 
@@ -238,8 +288,10 @@ def add_record(engine: Engine, record: dict, photo_path: str | os.PathLike, *, s
                settings_id: str | None = None, facts: dict | None = None) -> StoredRecord:
     """Keep one photo's record: the photo (once per sha256), its prediction and every box, in one transaction.
 
-    The same photo with the same models again adds nothing; a process killed mid-way leaves no half-written
-    photo (the transaction is never committed). Two writers at once: the loser of a race reads the winner's.
+    Predictions are kept per photo, model pair and settings (``settings_id``, else the record's): the same
+    photo with the same models and settings again adds nothing, other settings add a prediction beside it. A
+    process killed mid-way leaves no half-written photo (the transaction is never committed).
+    Two writers at once: the loser of a race reads the winner's.
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}")
@@ -258,16 +310,20 @@ def _add_record(conn: Connection, record: dict, photo_path: str | os.PathLike, s
                 settings_id: str | None, facts: dict) -> StoredRecord:
     photo_id = conn.execute(select(photos.c.id).where(photos.c.sha256 == facts["sha256"])).scalar()
     if photo_id is None:
+        # the size of the photo the boxes belong to: the record's, upright (EXIF-rotated), as the models saw it
+        width, height = record.get("width") or facts["width"], record.get("height") or facts["height"]
         photo_id = conn.execute(insert(photos).values(
-            sha256=facts["sha256"], path=str(Path(photo_path).resolve()), width=facts["width"],
-            height=facts["height"], taken_at=facts["taken_at"], latitude=facts["latitude"],
-            longitude=facts["longitude"], added_at=now())).inserted_primary_key[0]  # type: ignore[index]
+            sha256=facts["sha256"], path=str(Path(photo_path).resolve()), width=width, height=height,
+            taken_at=facts["taken_at"], latitude=facts["latitude"], longitude=facts["longitude"],
+            added_at=now())).inserted_primary_key[0]  # type: ignore[index]
+    settings = settings_id or record.get("settings_id") or ""
     existing = conn.execute(select(predictions.c.id).where(
-        predictions.c.photo_id == photo_id, predictions.c.model_version == record["model_version"])).scalar()
+        predictions.c.photo_id == photo_id, predictions.c.model_version == record["model_version"],
+        predictions.c.settings_id == settings)).scalar()
     if existing is not None:
         return StoredRecord(int(existing), False)
     prediction_id = conn.execute(insert(predictions).values(
-        photo_id=photo_id, model_version=record["model_version"], settings_id=settings_id or record.get("settings_id"),
+        photo_id=photo_id, model_version=record["model_version"], settings_id=settings,
         source=source, file=record["file"], status=record["status"], failure=record.get("failure"),
         created_at=now())).inserted_primary_key[0]  # type: ignore[index]
     boxes = [(d, False) for d in record.get("detections", [])] + [(d, True) for d in record.get("dropped", [])]
@@ -281,11 +337,11 @@ def _add_record(conn: Connection, record: dict, photo_path: str | os.PathLike, s
     return StoredRecord(int(prediction_id), True)
 
 
-def stored_files(engine: Engine, model_version: str) -> set[str]:
-    """Record ids (``file``) already stored for a model pair: a resumed run skips hashing those."""
+def stored_files(engine: Engine, model_version: str, settings_id: str) -> set[str]:
+    """Record ids (``file``) already stored for a model pair and settings: a resumed run skips hashing those."""
     with engine.connect() as conn:
         return {row.file for row in conn.execute(select(predictions.c.file).where(
-            predictions.c.model_version == model_version))}
+            predictions.c.model_version == model_version, predictions.c.settings_id == settings_id))}
 
 
 # ---- reviews ------------------------------------------------------------------------------------------
@@ -313,7 +369,7 @@ def add_review(engine: Engine, detection_id: int, *, reviewer: str, action: str,
         row = conn.execute(select(detections.c.taxon).where(detections.c.id == detection_id)).first()
         if row is None:
             raise ValueError(f"detection {detection_id} is not in the store")
-        answer = None if action == "no_organism" else (taxon.strip() if taxon and taxon.strip() else row.taxon)
+        answer = None if action == REASON_NO_ORGANISM else (taxon.strip() if taxon and taxon.strip() else row.taxon)
         x, y, w, h = (float(v) for v in box) if action == "redraw" and box is not None else (None,) * 4
         return int(conn.execute(insert(reviews).values(
             detection_id=detection_id, reviewer=reviewer.strip(), action=action, taxon=answer, x=x, y=y, w=w, h=h,
@@ -327,14 +383,19 @@ def review_history(engine: Engine, detection_id: int) -> list[dict]:
         return [dict(r._mapping) for r in rows]
 
 
-def detection_rows(engine: Engine, *, include_dropped: bool = True) -> list[dict]:
-    """Every detection with its photo, its prediction and the review in force (``review_*``, or None)."""
+def detection_rows(engine: Engine, *, include_dropped: bool = True, newest_only: bool = False) -> list[dict]:
+    """Every detection with its photo, its prediction and the review in force (``review_*``, or None).
+
+    ``newest_only``: only the boxes of each photo's newest prediction (the review queue's view when a photo
+    was answered again with other models or settings); every older answer stays in the store.
+    """
     latest = (select(reviews.c.detection_id, func.max(reviews.c.id).label("rid"))
               .group_by(reviews.c.detection_id).subquery())
     query = (select(detections, photos.c.path, photos.c.sha256, photos.c.width.label("photo_width"),
                     photos.c.height.label("photo_height"), photos.c.taken_at, photos.c.latitude, photos.c.longitude,
                     photos.c.added_at, predictions.c.model_version, predictions.c.source, predictions.c.file,
                     predictions.c.created_at.label("predicted_at"), photos.c.id.label("photo_id"),
+                    predictions.c.settings_id,
                     reviews.c.reviewer.label("review_reviewer"), reviews.c.action.label("review_action"),
                     reviews.c.taxon.label("review_taxon"), reviews.c.x.label("review_x"),
                     reviews.c.y.label("review_y"), reviews.c.w.label("review_w"), reviews.c.h.label("review_h"),
@@ -346,6 +407,9 @@ def detection_rows(engine: Engine, *, include_dropped: bool = True) -> list[dict
              .order_by(detections.c.id))
     if not include_dropped:
         query = query.where(detections.c.dropped.is_(False))
+    if newest_only:
+        newest = select(func.max(predictions.c.id)).group_by(predictions.c.photo_id)
+        query = query.where(predictions.c.id.in_(newest))
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(query)]
 

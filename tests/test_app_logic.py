@@ -7,14 +7,15 @@ from PIL import Image
 
 from gradio_app import TaxolensApp, card_html, results_html
 from pipeline.predictor import Pipeline
+from pipeline.settings import InferenceSettings
 from tests.conftest import make_scene
 
 
 def _app(tiny_models, **kw):
     det, clf = tiny_models
-    pipe = Pipeline.from_files(det, clf, device="cpu", score_threshold=1.0, threshold=0.3, classify_whole_photo=True,
-                               min_score_threshold=0.05, **kw)
-    return TaxolensApp(pipe, max_pixels=1_000_000)
+    settings = InferenceSettings(device="cpu", score_threshold=1.0, threshold=0.3, classify_whole_photo=True,
+                                 min_score_threshold=0.05, max_pixels=1_000_000)
+    return TaxolensApp(Pipeline.from_files(det, clf, settings.replace(**kw)))
 
 
 def test_identify_messages(tiny_models, tmp_path):
@@ -108,8 +109,8 @@ def test_keep_for_review_and_the_review_callbacks(tiny_models, tmp_path):
     from review import store as st
 
     det, clf = tiny_models
-    pipe = Pipeline.from_files(det, clf, device="cpu", score_threshold=1.0, threshold=0.3, classify_whole_photo=True,
-                               min_score_threshold=0.05)
+    pipe = Pipeline.from_files(det, clf, InferenceSettings(device="cpu", score_threshold=1.0, threshold=0.3,
+                                                           classify_whole_photo=True, min_score_threshold=0.05))
     app = TaxolensApp(pipe, store_url=str(tmp_path / "s.sqlite"), photo_dir=tmp_path / "kept")
     photos = [make_scene(tmp_path / f"p{i}.jpg", [(5, 5, 20, 20)], seed=i) for i in range(3)]
     app.identify(str(photos[0]), 1.0, 0.3, "English")  # not ticked: nothing kept

@@ -22,6 +22,7 @@ from annotations.coco import import_annotations, load_coco
 from core.io import check_jsonl, folder_lock, read_jsonl, scan_images
 from core.modelfile import ModelFileError, weights_sha256
 from pipeline.predictor import Pipeline
+from pipeline.settings import InferenceSettings
 from tests.conftest import make_scene
 from tools.cli import main as cli
 
@@ -69,7 +70,7 @@ def test_a_batch_with_one_bad_photo_keeps_the_others(tiny_models, tmp_path, monk
     """The app's batch call and the folder run share process_items: a photo that breaks the models fails alone."""
     det, clf = tiny_models
     folder = _photos(tmp_path / "photos", 3)
-    pipe = Pipeline.from_files(det, clf, device="cpu")
+    pipe = Pipeline.from_files(det, clf, InferenceSettings(device="cpu"))
     items = [pipe.load(p, p.name) for p in sorted(folder.iterdir())]
     Image.new("RGB", (20000, 20)).save(tmp_path / "strip.png")
     items.insert(1, pipe.load(tmp_path / "strip.png", "strip.png"))
@@ -204,7 +205,7 @@ def test_spoiled_model_files_are_refused_in_one_line_naming_the_file(case, tiny_
     bad = spoil(det if which == "detector" else clf, tmp_path / "bad.pt")
     args = (bad, clf) if which == "detector" else (det, bad)
     with pytest.raises(ModelFileError, match=re.escape(message)):
-        Pipeline.from_files(*args, device="cpu")
+        Pipeline.from_files(*args, InferenceSettings(device="cpu"))
     assert _run(*args, _photos(tmp_path / "photos"), tmp_path / "out") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(bad) in err and message in err, err

@@ -18,8 +18,9 @@ def check_hornet_frames(detector, classifier) -> list[str]:
     an ant or a bee."""
     from core.io import list_images
     from pipeline.predictor import Pipeline
+    from pipeline.settings import InferenceSettings
 
-    pipe = Pipeline.from_files(detector, classifier, device="cpu")
+    pipe = Pipeline.from_files(detector, classifier, InferenceSettings(device="cpu"))
     problems = []
     for species, hornets in HORNETS_PER_FRAME.items():
         truth = species.replace("_", " ")
@@ -92,14 +93,15 @@ def test_gpu_throughput_end_to_end_and_resnet50_fine_tune(tiny_models, tiny_clas
     """Prints the figures BENCHMARKS.md asks for on a GPU: folder-run photos/s and ResNet50 fine-tune images/s."""
     from classifier import train as ctrain
     from pipeline.predictor import Pipeline
-    from pipeline.run import run_folder
+    from pipeline.run import FolderRun, run_folder
+    from pipeline.settings import InferenceSettings
     from tests.conftest import make_scene
 
     folder = tmp_path / "photos"
     for i in range(64):
         make_scene(folder / f"p{i:02d}.jpg", [(8, 8, 30, 24), (55, 40, 30, 30)], size=(640, 480), seed=i)
-    pipe = Pipeline.from_files(*tiny_models, device="cuda")
-    result = run_folder(pipe, folder, tmp_path / "out", batch_size=8, workers=4)
+    pipe = Pipeline.from_files(*tiny_models, InferenceSettings(device="cuda"))
+    result = run_folder(pipe, folder, tmp_path / "out", FolderRun(batch_size=8, workers=4))
     photos_per_second = result["info"]["timings"]["photos_per_second"]
     s = ctrain.main(["--data", str(tiny_classes), "--out", str(tmp_path / "c"), "--arch", "resnet50", "--weights",
                      "none", "--epochs", "2", "--input-size", "224", "--batch-size", "32", "--device", "cuda",

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.answers import REASON_NO_ORGANISM
 from core.config import check_settings
 from core.runtime import WorkerInit
 
@@ -71,7 +72,8 @@ def _child(args: argparse.Namespace) -> dict:
     from detector.suppress import suppress
     from pipeline.decision import decide
     from pipeline.predictor import Pipeline
-    from pipeline.run import PhotoDataset, collate_list, run_folder
+    from pipeline.run import FolderRun, PhotoDataset, collate_list, run_folder
+    from pipeline.settings import InferenceSettings
 
     photos = _photos(args.folder, args.limit)
     root = Path(args.folder)
@@ -96,20 +98,21 @@ def _child(args: argparse.Namespace) -> dict:
                     unknown = None if analysis.unknown_scores is None else float(analysis.unknown_scores[0])
                     d = decide(probabilities=analysis.probabilities[0], threshold=clf.threshold,
                                unknown_score=unknown, **clf.decision_settings)
-                    if d["reason"] != "no_organism":  # as the record moves it to "dropped"
+                    if d["reason"] != REASON_NO_ORGANISM:  # as the record moves it to "dropped"
                         dets.append({"box": xywh, "taxon": d["taxon"], "detector_score": score})
                 records.append(dets)
     elif args.mode in PIPELINE_MODES:
         engine = PIPELINE_MODES[args.mode]
-        pipe = Pipeline.from_files(args.detector, args.classifier, device="cpu", engine=engine,
-                                   proposals=args.proposals if engine == "torch" else 0)
+        pipe = Pipeline.from_files(args.detector, args.classifier, InferenceSettings(
+            device="cpu", engine=engine, proposals=args.proposals if engine == "torch" else 0))
         with tempfile.TemporaryDirectory() as tmp:
             subset = Path(tmp) / "photos"
             for f in files:  # the same photos, through the real folder run
                 (subset / f).parent.mkdir(parents=True, exist_ok=True)
                 (subset / f).symlink_to((root / f).resolve())
             start = time.perf_counter()
-            result = run_folder(pipe, subset, Path(tmp) / "out", batch_size=args.batch_size, workers=args.workers)
+            result = run_folder(pipe, subset, Path(tmp) / "out", FolderRun(batch_size=args.batch_size,
+                                                                            workers=args.workers))
         records = [r["detections"] for r in result["images"]]
     elif args.mode in ("detector", "classifier"):
         det = Detector.from_file(args.detector, "cpu")
@@ -138,8 +141,9 @@ def _flops_per_photo(args: argparse.Namespace, n: int = 5) -> float:
 
     from core.crops import crop_box
     from pipeline.predictor import Pipeline
+    from pipeline.settings import InferenceSettings
 
-    pipe = Pipeline.from_files(args.detector, args.classifier, device="cpu")
+    pipe = Pipeline.from_files(args.detector, args.classifier, InferenceSettings(device="cpu"))
     totals = []
     for p in _photos(args.folder, args.limit)[:n]:
         item = pipe.load(p)

@@ -26,8 +26,9 @@ import cv2
 import numpy as np
 
 from core.io import ImageReadError, atomic_write_json, atomic_write_text, list_images, read_image
+from core.taxonomy import is_right
 from pipeline.decision import decide
-from pipeline.evaluate import folder_taxon, is_right
+from pipeline.evaluate import folder_taxon
 
 
 def grey(crop: np.ndarray) -> np.ndarray:

@@ -30,9 +30,10 @@ from classifier.calibration import UNKNOWN_METHODS, auroc, fit_reference, pass_t
 from classifier.data import load_class_data
 from classifier.fit import collect
 from classifier.predict import Classifier
+from core.answers import ROLLED_UP
 from core.io import atomic_write_json, atomic_write_text, list_images
-from core.taxonomy import lineage_of, normalise_name
-from pipeline.decision import ROLLED_UP, decide
+from core.taxonomy import is_right
+from pipeline.decision import decide
 
 LOGGER = logging.getLogger(__name__)
 
@@ -52,13 +53,13 @@ def _farm(crops: Path, dest: Path, leave_out: str) -> list[Path]:
     return list_images(crops / leave_out)
 
 
-def _named_wrongly(answers: list[dict], truth: set[str]) -> float:
+def _named_wrongly(answers: list[dict], truth: str, lineages: dict) -> float:
     """Share of answers that name the left-out class as something it is not.
 
-    A rollup to a taxon that truly holds it (Vespa for V. crabro) is right, not wrong.
+    A rollup to a taxon that truly holds it (Vespa for V. crabro) is right, not wrong: the one lineage check.
     """
     wrong = [a for a in answers if a["accepted"] and not (a["reason"] == ROLLED_UP
-                                                           and normalise_name(a["taxon"]) in truth)]
+                                                           and is_right(a["taxon"], truth, lineages))]
     return len(wrong) / len(answers)
 
 
@@ -76,7 +77,6 @@ def study_one(crops: Path, leave_out: str, out: Path, base: train.TrainSettings)
     val_logits, val_emb, val_labels = collect(clf, data.val, workers=base.workers, desc="known validation")
     new_logits, new_emb, _ = collect(clf, [(str(p), 0) for p in held_out], workers=base.workers, desc=leave_out)
     known = np.isin(val_labels, organisms)
-    truth = {normalise_name(leave_out), *(normalise_name(n) for _, n in lineage_of(leave_out))}
     rows = {}
     for method in UNKNOWN_METHODS:
         ref = fit_reference(method, train_emb, train_labels, organisms, base.seed)
@@ -87,11 +87,11 @@ def study_one(crops: Path, leave_out: str, out: Path, base: train.TrainSettings)
         answers = [decide(probabilities=p, threshold=clf.threshold, unknown_score=float(s),
                           **{**settings, "unknown_threshold": thr}) for p, s in zip(probs, s_new)]
         rows[method] = {"auroc": auroc(s_known, s_new), "flagged_unknown": float((s_new > thr).mean()),
-                        "named_wrongly": _named_wrongly(answers, truth),
+                        "named_wrongly": _named_wrongly(answers, leave_out, settings["lineages"] or {}),
                         "known_val_passing": float((s_known <= thr).mean())}
     no_score = [decide(probabilities=p, threshold=clf.threshold, **{**settings, "unknown_threshold": None})
                 for p in softmax(new_logits, clf.temperature)]
-    named_without = _named_wrongly(no_score, truth)
+    named_without = _named_wrongly(no_score, leave_out, settings["lineages"] or {})
     return {"left_out": leave_out, "crops": len(held_out), "known_val_crops": int(known.sum()),
             "temperature": clf.temperature, "named_wrongly_without_unknown_score": named_without, "methods": rows}
 

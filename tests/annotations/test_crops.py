@@ -12,6 +12,7 @@ from classifier.predict import Classifier
 from core.crops import crop_box
 from core.io import read_image
 from pipeline.predictor import Pipeline
+from pipeline.settings import InferenceSettings
 
 
 def test_training_crops_are_the_pipelines_crops(tiny_coco, tmp_path):
@@ -36,5 +37,5 @@ def test_crop_padding_travels_from_crops_json_to_the_pipeline(tiny_coco, tiny_mo
                 "--weights", "none", "--epochs", "1", "--input-size", "32", "--batch-size", "8", "--workers", "0",
                 "--device", "cpu", "--val-fraction", "0.3", "--no-eval"])
     assert Classifier.from_file(tmp_path / "clf" / "model.pt").preprocessing.crop_padding == 0.3
-    pipe = Pipeline.from_files(tiny_models[0], tmp_path / "clf" / "model.pt", device="cpu")
-    assert pipe.settings["crop_padding"] == 0.3
+    pipe = Pipeline.from_files(tiny_models[0], tmp_path / "clf" / "model.pt", InferenceSettings(device="cpu"))
+    assert pipe.resolved()["crop_padding"] == 0.3

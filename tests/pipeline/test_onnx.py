@@ -7,6 +7,7 @@ import pytest
 from core.modelfile import ModelFileError
 from core.onnxrt import onnx_path
 from pipeline.predictor import Pipeline
+from pipeline.settings import InferenceSettings
 from tests.conftest import make_scene, shared
 from tools.cli import main as cli
 
@@ -29,9 +30,9 @@ def _photos(tmp_path):
 def test_onnx_records_equal_torch_records_on_real_photos(exported, tmp_path):
     det, clf = exported
     assert onnx_path(det).is_file() and onnx_path(clf, "int8").is_file()
-    torch_pipe = Pipeline.from_files(det, clf, device="cpu", score_threshold=0.0)
-    onnx_pipe = Pipeline.from_files(det, clf, score_threshold=0.0, engine="onnx")
-    assert onnx_pipe.settings["engine"] == "onnx" and torch_pipe.settings["engine"] == "torch"
+    torch_pipe = Pipeline.from_files(det, clf, InferenceSettings(device="cpu", score_threshold=0.0))
+    onnx_pipe = Pipeline.from_files(det, clf, InferenceSettings(score_threshold=0.0, engine="onnx"))
+    assert onnx_pipe.settings.engine == "onnx" and torch_pipe.settings.engine == "torch"
     n = 0
     for photo in _photos(tmp_path):
         a, _ = torch_pipe.process_file(photo)
@@ -51,14 +52,14 @@ def test_onnx_files_must_match_their_model_files(exported, tiny_models, tmp_path
     other = tmp_path / "detector.pt"
     shutil.copy(det, other)
     with pytest.raises(ModelFileError, match="no ONNX file"):
-        Pipeline.from_files(other, clf, engine="onnx")
+        Pipeline.from_files(other, clf, InferenceSettings(engine="onnx"))
     shutil.copy(onnx_path(det), onnx_path(other))
-    Pipeline.from_files(other, clf, engine="onnx")  # the same weights: fine
+    Pipeline.from_files(other, clf, InferenceSettings(engine="onnx"))  # the same weights: fine
     shutil.copy(onnx_path(clf), onnx_path(other))  # a classifier's export beside a detector
     with pytest.raises(ModelFileError, match="other weights"):
-        Pipeline.from_files(other, clf, engine="onnx")
+        Pipeline.from_files(other, clf, InferenceSettings(engine="onnx"))
     with pytest.raises(ValueError, match="proposals"):
-        Pipeline.from_files(det, clf, engine="onnx", proposals=300)
+        Pipeline.from_files(det, clf, InferenceSettings(engine="onnx", proposals=300))
 
 
 def test_the_int8_engine_runs_from_the_quantized_copies(exported, tmp_path):
@@ -69,9 +70,9 @@ def test_the_int8_engine_runs_from_the_quantized_copies(exported, tmp_path):
     det, clf = exported
     graph = onnx.load(str(onnx_path(clf, "int8"))).graph
     assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeLinear") for n in graph.node)
-    pipe = Pipeline.from_files(det, clf, score_threshold=0.0, engine="onnx-int8")
+    pipe = Pipeline.from_files(det, clf, InferenceSettings(score_threshold=0.0, engine="onnx-int8"))
     record, _ = pipe.process_file(make_scene(tmp_path / "p.jpg", [(8, 8, 30, 24)]))
-    assert record["status"] == "ok" and pipe.settings["engine"] == "onnx-int8"
+    assert record["status"] == "ok" and type(pipe.detector).__name__ == "OnnxDetector"
     assert pipe.classifier.info["onnx_path"].endswith(".int8.onnx")
 
 

@@ -43,7 +43,8 @@ def test_end_to_end_every_organism_and_all_exports(tiny_models, tmp_path):
     assert files == sorted(files, key=lambda f: f) and len(files) == 6 and "sub/p01.jpg" in files
     info = result["info"]
     assert info["detector"]["sha256"] and info["classifier"]["model_version"]
-    assert info["settings"]["threshold"] == 0.94 and info["timings"]["photos_this_run"] == 6
+    assert info["resolved_settings"]["threshold"] == 0.94 and info["settings"]["threshold"] is None
+    assert info["timings"]["photos_this_run"] == 6
     several = [r for r in result["images"] if len(r["detections"]) > 1]
     assert several, "the score threshold 0 of the tiny detector gives several boxes per photo"
     for r in result["images"]:
@@ -196,10 +197,11 @@ def test_resume_refuses_other_models(tiny_models, tmp_path, capsys):
 def test_pipeline_batches_give_the_same_answers(tiny_models, batch, tmp_path):
     from core.io import read_image
     from pipeline.predictor import Pipeline
+    from pipeline.settings import InferenceSettings
 
     det, clf = tiny_models
     folder = _folder(tmp_path, n=3)
-    pipe = Pipeline.from_files(det, clf, device="cpu")
+    pipe = Pipeline.from_files(det, clf, InferenceSettings(device="cpu"))
     photos = [read_image(p) for p in sorted(folder.rglob("*.jpg"))]
     one_by_one = [pipe.process(p) for p in photos]
     batched = [r for i in range(0, 3, batch) for r in pipe.process_batch(photos[i:i + batch])]

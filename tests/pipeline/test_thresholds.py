@@ -8,6 +8,7 @@ from core.defaults import THRESHOLD
 from core.io import read_image
 from core.modelfile import save_model_file
 from pipeline.predictor import Pipeline
+from pipeline.settings import InferenceSettings
 from tests.conftest import CLASSES, make_scene
 
 
@@ -32,7 +33,7 @@ def _classifier_file(path, threshold, class_thresholds=None):
 ])
 def test_model_files_threshold_is_applied(tiny_models, tmp_path, threshold, class_thresholds, accepted, applied):
     clf = _classifier_file(tmp_path / "c.pt", threshold, class_thresholds)
-    pipe = Pipeline.from_files(tiny_models[0], clf, device="cpu")
+    pipe = Pipeline.from_files(tiny_models[0], clf, InferenceSettings(device="cpu"))
     assert pipe.threshold == threshold
     photo = read_image(make_scene(tmp_path / "p.jpg", [(8, 8, 30, 24)]))
     dets = pipe.process(photo)
