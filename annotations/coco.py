@@ -19,7 +19,7 @@ import math
 import os
 import xml.etree.ElementTree as ET
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -477,7 +477,3 @@ def problems_summary(problems: list[Problem]) -> dict[str, int]:
     """Count of problems per kind."""
     return dict(Counter(p.kind for p in problems))
 
-
-def problems_as_dicts(problems: list[Problem]) -> list[dict]:
-    """Problems as plain dicts (for JSON)."""
-    return [asdict(p) for p in problems]

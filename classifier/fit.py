@@ -82,7 +82,7 @@ def fit_extras(clf: Classifier, train_items: list[tuple[str, int]], val_items: l
     organisms = [i for i, n in enumerate(names) if n not in background and n not in outliers]
     logits, emb, labels = collect(clf, val_items, workers=workers, desc="validation outputs")
     extras: dict = {"background_classes": list(background), "outlier_classes": list(outliers),
-                    "taxonomy": lineages([names[i] for i in organisms], species_file), "rollup": True}
+                    "taxonomy": lineages([names[i] for i in organisms], species_file)}
     t = fit_temperature(logits, labels) if calibrate and len(labels) else 1.0
     before, after = reliability(softmax(logits), labels), reliability(softmax(logits, t), labels)
     extras["calibration"] = {"method": "temperature" if calibrate else "none", "temperature": t,

@@ -89,7 +89,7 @@ class Classifier:
         """The decision's keyword arguments that come from the model file (all but probabilities and scores)."""
         unknown = self.info.get("unknown") or {}
         return {"class_names": self.class_names, "class_thresholds": self.info.get("class_thresholds") or {},
-                "lineages": self.info.get("taxonomy") or {}, "rollup": bool(self.info.get("rollup", True)),
+                "lineages": self.info.get("taxonomy") or {}, "rollup": True,
                 "background_classes": list(self.info.get("background_classes") or []),
                 "outlier_classes": list(self.info.get("outlier_classes") or []),
                 "unknown_threshold": unknown.get("threshold")}
@@ -134,10 +134,6 @@ class Classifier:
         if not images:
             return self.analyse_tensor(torch.zeros((0, 3, 1, 1)))
         return self.analyse_tensor(torch.stack([self.preprocess(im) for im in images]))
-
-    def predict_tensor(self, batch: torch.Tensor) -> np.ndarray:
-        """Calibrated softmax probabilities (``N x classes``) for a preprocessed batch."""
-        return self.analyse_tensor(batch).probabilities
 
     def batch_predict(self, images: list[np.ndarray]) -> np.ndarray:
         """Calibrated softmax probabilities for a list of RGB crops, classified as one batch."""

@@ -60,11 +60,6 @@ def offline_efficientnet_lite_state(variant: int = 0) -> dict[str, torch.Tensor]
     return renamed
 
 
-def offline_efficientnet_lite0_state() -> dict[str, torch.Tensor]:
-    """timm-named ImageNet weights for ``efficientnet_lite0`` (see :func:`offline_efficientnet_lite_state`)."""
-    return offline_efficientnet_lite_state(0)
-
-
 def load_local_weights(model: nn.Module, path: Path) -> None:
     """Load a local state dict (or a taxolens release) into ``model``; the head is left new if it differs."""
     try:

@@ -80,7 +80,7 @@ def _efficientnet_lite_fpn(variant: int, num_classes: int, pretrained: bool, tra
                       box_head=box_head, box_predictor=FastRCNNPredictor(head_size, num_classes), **kwargs)
 
 
-def normalization(arch: str, weights: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def normalization(arch: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Pixel mean and std the backbone's weights expect."""
     if arch in LITE_ARCHS:
         return TFLITE_MEAN, TFLITE_STD
@@ -116,7 +116,7 @@ def build_detector(arch: str, num_classes: int, weights: str = "imagenet", *, mi
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown detector architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-    default_mean, default_std = normalization(arch, weights)
+    default_mean, default_std = normalization(arch)
     kwargs = {"min_size": min_size, "max_size": max_size, "image_mean": list(mean or default_mean),
               "image_std": list(std or default_std), "box_score_thresh": box_score_thresh,
               "box_detections_per_img": 100, "box_batch_size_per_image": rois_per_image}

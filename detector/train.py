@@ -153,7 +153,7 @@ def _train(args: argparse.Namespace, out: Path, device: torch.device, d: Dist) -
     if len(dataset) == 0:
         raise ValueError(f"{args.train}: no images")
     class_names = dataset.class_names
-    mean, std = normalization(args.arch, args.weights)
+    mean, std = normalization(args.arch)
     anchors = (anchor_sizes_from_boxes(coco, args.min_size, args.max_size) if args.anchor_sizes == "auto"
                else DEFAULT_ANCHOR_SIZES)
     model = build_detector(args.arch, len(class_names), args.weights, min_size=args.min_size,

@@ -111,18 +111,18 @@ def megadetector(records: list[dict], info: dict, detector_classes: list[str], c
                                              "unknown_score": d.get("unknown_score")}})
         images.append({"file": r["file"], "max_detection_conf": max((float(d["conf"]) for d in dets), default=0.0),
                        "detections": dets})
+    used = info["resolved_settings"]  # the thresholds in force, the model files' where the run set none
     return {
         "info": {"format_version": "1.4", "detector": info["detector"]["model_version"],
                  "classifier": info["classifier"]["model_version"],
                  "detection_completion_time": info.get("finished", ""), "classification_completion_time":
                  info.get("finished", ""),
-                 "detector_metadata": {"typical_detection_threshold": info["settings"]["score_threshold"],
-                                       "conservative_detection_threshold": info["settings"]["score_threshold"]},
-                 "classifier_metadata": {"threshold": info["settings"]["threshold"], "uncertain_label": UNCERTAIN,
-                                         "unknown_label": UNKNOWN,
-                                         "class_thresholds": info["settings"].get("class_thresholds", {}),
-                                         "unknown_threshold": info["settings"].get("unknown_threshold"),
-                                         "rollup": info["settings"].get("rollup")}},
+                 "detector_metadata": {"typical_detection_threshold": used["score_threshold"],
+                                       "conservative_detection_threshold": used["score_threshold"]},
+                 "classifier_metadata": {"threshold": used["threshold"], "uncertain_label": UNCERTAIN,
+                                         "unknown_label": UNKNOWN, "class_thresholds": used.get("class_thresholds", {}),
+                                         "unknown_threshold": used.get("unknown_threshold"),
+                                         "rollup": used.get("rollup")}},
         "detection_categories": {v: k for k, v in det_ids.items()},
         "classification_categories": {v: k for k, v in cls_ids.items()},
         "images": images,

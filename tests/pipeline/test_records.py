@@ -34,7 +34,7 @@ def test_dropped_boxes_are_kept_apart_and_counted(tmp_path):
     assert rows[0]["unknown_score"] == "0.3" and rows[0]["threshold"] == "0.94"
 
     info = {"detector": {"model_version": "d"}, "classifier": {"model_version": "c"},
-            "settings": {"score_threshold": 0.85, "threshold": 0.94, "unknown_threshold": 0.6, "rollup": True}}
+            "resolved_settings": {"score_threshold": 0.85, "threshold": 0.94, "unknown_threshold": 0.6, "rollup": True}}
     md = megadetector([r], info, ["organism"], ["Vespa crabro", "Vespa velutina"])
     answers = [d["taxolens_answer"] for d in md["images"][0]["detections"]]
     assert answers[0] == {"taxon": "Vespa", "rank": "genus", "reason": "rolled_up", "probability": 0.97,

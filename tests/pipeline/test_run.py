@@ -62,6 +62,10 @@ def test_end_to_end_every_organism_and_all_exports(tiny_models, tmp_path):
     assert len(list((out / "crops").rglob("*.jpg"))) == n_dets
     md = json.loads((out / "results_megadetector.json").read_text())
     assert md["info"]["format_version"] == "1.4" and md["detection_categories"] == {"1": "organism"}
+    # the thresholds in force (the model files'), not the run's unset options
+    assert md["info"]["classifier_metadata"]["threshold"] == 0.94
+    used = info["resolved_settings"]["score_threshold"]
+    assert md["info"]["detector_metadata"]["typical_detection_threshold"] == used
     assert set(md["classification_categories"].values()) == {"Apis mellifera", "Formicidae", "Vespa velutina"}
     for im in md["images"]:
         assert set(im) >= {"file", "detections", "max_detection_conf"}
