@@ -15,7 +15,6 @@ file: best epoch by validation accuracy) and ``eval/`` (the evaluation report).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import os
@@ -47,10 +46,11 @@ from classifier.models import ARCHITECTURES, Preprocessing, build_classifier, co
 from classifier.predict import Classifier
 from core.config import HelpFormatter, add_config_arg, parse_with_config, write_resolved
 from core.defaults import BACKGROUND_CLASS, CROP_PADDING, THRESHOLD, UNKNOWN_PASS_RATE
-from core.distributed import Dist, barrier, mean_across, training_run, wrap
+from core.distributed import Dist, mean_across, training_run, wrap
 from core.io import atomic_write_json
-from core.modelfile import ModelFileError, resume_training, save_checkpoint, save_model_file
+from core.modelfile import save_model_file
 from core.runtime import WorkerInit, seed_everything
+from core.training import KeptEpoch, Run, add_force_arg, kept_state
 
 LOGGER = logging.getLogger(__name__)
 
@@ -114,6 +114,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="auto: CUDA, then MPS, then CPU")
     p.add_argument("--max-steps-per-epoch", type=int, default=0, help="batches per epoch at most (0: all)")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation report at the end")
+    add_force_arg(p)
     return p
 
 
@@ -252,6 +253,7 @@ class TrainSettings:
     colour: str = "as_is"
     paste_background: float = 0.0
     lighting: float = 0.0
+    force: bool = False
     config: str | None = None
 
     @classmethod
@@ -286,9 +288,8 @@ def train(settings: TrainSettings) -> dict:
         return _train(settings, out, device, d)
 
 
-def _train(settings: TrainSettings, out: Path, device: torch.device, d: Dist) -> dict:
-    seed_everything(settings.seed)
-    split_settings = {"val_fraction": settings.val_fraction, "seed": settings.seed, "group_regex": settings.group_regex}
+def _check_data(settings: TrainSettings) -> tuple[ClassData, list[str], list[str]]:
+    """The class folders, split; the background and outlier classes among them. Refuses unusable data."""
     data = load_class_data(settings.data, val_fraction=settings.val_fraction, seed=settings.seed,
                            group_regex=settings.group_regex)
     if len(data.class_names) < 2:
@@ -301,19 +302,11 @@ def _train(settings: TrainSettings, out: Path, device: torch.device, d: Dist) ->
         raise ValueError(f"{settings.data}: no class folder for outlier class(es) {', '.join(missing)}")
     if len(data.class_names) - len(background) - len(outliers) < 1:
         raise ValueError(f"{settings.data}: no organism class besides the background and outlier classes")
-    LOGGER.info("%d classes, %d train / %d val photos, device %s", len(data.class_names), len(data.train),
-                len(data.val), device)
+    return data, background, outliers
 
-    model, pre = build_classifier(settings.arch, len(data.class_names), settings.weights)
-    padding = _crop_padding(settings.data)
-    pre = replace(pre, input_size=settings.input_size, resize_size=round(settings.input_size / 0.875),
-                  crop_padding=pre.crop_padding if padding is None else padding, colour=settings.colour)
-    model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    train_loader, val_loader = _loaders(data, settings, pre, device, d)
-    train_transform = train_loader.dataset.transform  # type: ignore[attr-defined]
 
+def _optimisation(settings: TrainSettings, data: ClassData, model: nn.Module, device: torch.device) -> tuple:
+    """Loss (class-weighted with ``--balance loss``), SGD, StepLR and, on CUDA, the AMP gradient scaler."""
     class_weights = None
     if settings.balance == "loss":
         counts = np.bincount([c for _, c in data.train], minlength=len(data.class_names)).astype(np.float32)
@@ -323,27 +316,35 @@ def _train(settings: TrainSettings, out: Path, device: torch.device, d: Dist) ->
                                 momentum=settings.momentum, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=settings.step_size, gamma=settings.gamma)
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+    return criterion, optimizer, scheduler, scaler
 
-    ckpt_path = out / "checkpoint.pt"
-    start_epoch, history = 0, []
-    best: dict[str, float] = {"accuracy": -1.0, "epoch": -1}
-    best_state = copy.deepcopy(model.state_dict())
-    ckpt = resume_training(ckpt_path, arch=settings.arch, class_names=data.class_names, device=device, model=model,
-                           optimizer=optimizer, scheduler=scheduler, scaler=scaler)
-    if ckpt is not None:
-        if "best" not in ckpt or "best_state" not in ckpt:
-            raise ModelFileError(f"{ckpt_path}: not a classifier checkpoint; delete it to start the run again")
-        start_epoch, history, best, best_state = ckpt["epoch"], ckpt["history"], ckpt["best"], ckpt["best_state"]
-        LOGGER.info("resuming %s after epoch %d of %d", ckpt_path, start_epoch, settings.epochs)
+
+def _train(settings: TrainSettings, out: Path, device: torch.device, d: Dist) -> dict:
+    seed_everything(settings.seed)
+    data, background, outliers = _check_data(settings)
+    LOGGER.info("%d classes, %d train / %d val photos, device %s", len(data.class_names), len(data.train),
+                len(data.val), device)
+    model, pre = build_classifier(settings.arch, len(data.class_names), settings.weights)
+    padding = _crop_padding(settings.data)
+    pre = replace(pre, input_size=settings.input_size, resize_size=round(settings.input_size / 0.875),
+                  crop_padding=pre.crop_padding if padding is None else padding, colour=settings.colour)
+    model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    train_loader, val_loader = _loaders(data, settings, pre, device, d)
+    criterion, optimizer, scheduler, scaler = _optimisation(settings, data, model, device)
+    run = Run.start(out, arch=settings.arch, class_names=data.class_names, device=device, model=model,
+                    optimizer=optimizer, scheduler=scheduler, scaler=scaler, settings=asdict(settings),
+                    kept=KeptEpoch.for_run(bool(data.val)), force=settings.force)
     # written once the resume check passed: a refused resume leaves the run's files as they were
     report = data.report()
     if d.main:
         report = write_dataset_report(data, out)
         write_resolved(asdict(settings), out / "config.yaml")
-    net = model
-    model = wrap(model, d, device)  # DistributedDataParallel under torchrun: gradients averaged every step
+    ddp = wrap(model, d, device)  # DistributedDataParallel under torchrun: gradients averaged every step
+    train_transform = train_loader.dataset.transform  # type: ignore[attr-defined]
 
-    for epoch in range(start_epoch, settings.epochs):
+    def one_epoch(epoch: int) -> dict:
         # reseeded per epoch so that a resumed run draws the same batches as an uninterrupted one
         seed_everything(settings.seed * 1000 + epoch)
         train_transform.set_random_seed(settings.seed * 1000 + epoch)
@@ -351,33 +352,34 @@ def _train(settings: TrainSettings, out: Path, device: torch.device, d: Dist) ->
             sampler_generator.manual_seed(settings.seed * 1000 + epoch)
         if isinstance(train_loader.sampler, DistributedSampler):
             train_loader.sampler.set_epoch(epoch)
-        tr = train_one_epoch(model, train_loader, criterion, optimizer, device, scaler, epoch,
+        tr = train_one_epoch(ddp, train_loader, criterion, optimizer, device, scaler, epoch,
                              settings.max_steps_per_epoch, quiet=not d.main)
         tr["loss"], tr["accuracy"] = (mean_across(tr[k], d, tr["images"]) for k in ("loss", "accuracy"))
-        va = evaluate(net, val_loader, criterion, device, data.class_names) if data.val else {}
+        va = evaluate(model, val_loader, criterion, device, data.class_names) if data.val else {}
         scheduler.step()
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": tr["loss"],
-               "train_accuracy": tr["accuracy"], "seconds": tr["seconds"],
-               "images_per_second": tr["images"] / tr["seconds"] if tr["seconds"] else None,
-               **{f"val_{k}": v for k, v in va.items()}}
-        history.append(row)
-        score = float(va["accuracy"]) if va.get("accuracy") is not None else -tr["loss"]
-        if score > best["accuracy"]:
-            best = {"accuracy": score, "epoch": epoch + 1}
-            best_state = copy.deepcopy(net.state_dict())
-        if d.main:
-            LOGGER.info("epoch %d/%d: train loss %.4f, val loss %s, val accuracy %s (%.1f s)", epoch + 1,
-                        settings.epochs, tr["loss"], va.get("loss"), va.get("accuracy"), tr["seconds"])
-            save_checkpoint(ckpt_path, arch=settings.arch, class_names=data.class_names, epoch=epoch + 1, model=net,
-                            optimizer=optimizer, scheduler=scheduler, scaler=scaler, history=history, best=best,
-                            best_state=best_state)
-            atomic_write_json(out / "history.json", history)
-        barrier(d)  # no process starts the next epoch before the checkpoint of this one is written
-    model = net
-    if not d.main:
-        return {"rank": d.rank, "history": history}
+        return {"lr": optimizer.param_groups[0]["lr"], "train_loss": tr["loss"], "train_accuracy": tr["accuracy"],
+                "seconds": tr["seconds"], "images_per_second": tr["images"] / tr["seconds"] if tr["seconds"] else None,
+                **{f"val_{k}": v for k, v in va.items()}}
 
-    best_row = next((r for r in history if r["epoch"] == best["epoch"]), history[-1] if history else {})
+    def saved(row: dict) -> None:
+        LOGGER.info("epoch %d/%d: train loss %.4f, val loss %s, val accuracy %s (%.1f s)", row["epoch"],
+                    settings.epochs, row["train_loss"], row.get("val_loss"), row.get("val_accuracy"), row["seconds"])
+        atomic_write_json(out / "history.json", run.history)
+
+    run.run_epochs(settings.epochs, one_epoch, d, saved)
+    if not d.main:
+        return {"rank": d.rank, "history": run.history}
+    return _release(settings, out, device, d, data, pre, model, run, report, background, outliers)
+
+
+def _release(settings: TrainSettings, out: Path, device: torch.device, d: Dist, data: ClassData,
+             pre: Preprocessing, model: nn.Module, run: Run, report: dict, background: list[str],
+             outliers: list[str]) -> dict:
+    """The release file: the kept epoch's weights, fitted calibration, thresholds and unknown score; its report."""
+    history, best = run.history, run.kept
+    best_state = kept_state(out, best, model)
+    split_settings = {"val_fraction": settings.val_fraction, "seed": settings.seed, "group_regex": settings.group_regex}
+    best_row = next((r for r in history if r["epoch"] == best.epoch), history[-1] if history else {})
     meta: dict[str, Any] = {
         "architecture": settings.arch,
         "class_names": data.class_names,
@@ -385,7 +387,7 @@ def _train(settings: TrainSettings, out: Path, device: torch.device, d: Dist) ->
         "preprocessing": pre.to_dict(),
         "threshold": settings.threshold,
         "class_thresholds": {},
-        "metrics": {"best_epoch": best["epoch"], "val_accuracy": best_row.get("val_accuracy"),
+        "metrics": {"best_epoch": best.epoch, "epoch_policy": best.policy, "val_accuracy": best_row.get("val_accuracy"),
                     "val_kappa": best_row.get("val_kappa"), "val_loss": best_row.get("val_loss")},
         "training": {"weights": settings.weights, "epochs": settings.epochs, "lr": settings.lr,
                      "momentum": settings.momentum,

@@ -18,7 +18,9 @@ import math
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,10 +30,11 @@ from tqdm import tqdm
 from annotations.coco import load_coco
 from core.config import HelpFormatter, add_config_arg, parse_with_config, write_resolved
 from core.defaults import DETECTOR_SCORE_THRESHOLD, SUPPRESS_CONTAINMENT, SUPPRESS_IOU
-from core.distributed import Dist, barrier, mean_across, training_run, wrap
+from core.distributed import Dist, mean_across, training_run, wrap
 from core.io import atomic_write_json
-from core.modelfile import resume_training, save_checkpoint, save_model_file
+from core.modelfile import save_model_file
 from core.runtime import WorkerInit, seed_everything
+from core.training import KeptEpoch, Run, add_force_arg, kept_state
 from detector.data import PRESETS, CocoDetectionDataset, build_augmentation, collate
 from detector.evaluate import add_suppression_args
 from detector.models import (
@@ -83,6 +86,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="auto: CUDA, then MPS, then CPU")
     p.add_argument("--max-steps-per-epoch", type=int, default=0, help="batches per epoch at most (0: all)")
     p.add_argument("--no-eval", action="store_true", help="skip the COCO evaluation on --val at the end")
+    add_force_arg(p)
     return p
 
 
@@ -137,15 +141,70 @@ def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, lo
             "images_per_second": images / seconds if seconds else None}
 
 
+@dataclass(frozen=True)
+class DetectorTrainSettings:
+    """Every setting of a detector training run; :func:`parse_settings` holds the defaults (``--help``)."""
+
+    train: str
+    out: str
+    val: str | None
+    arch: str
+    weights: str
+    class_agnostic: bool
+    augment: str
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    clip_grad: float
+    warmup_iters: int
+    lr_steps: tuple[int, ...] | None
+    min_size: int
+    max_size: int
+    trainable_layers: int
+    anchor_sizes: str
+    head_size: int
+    rois_per_image: int
+    score_threshold: float | None
+    target_precision: float | None
+    suppress_iou: float | None
+    suppress_containment: float | None
+    seed: int
+    workers: int
+    device: str
+    max_steps_per_epoch: int
+    no_eval: bool
+    force: bool = False
+    config: str | None = None
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace) -> DetectorTrainSettings:
+        """The settings from parsed options."""
+        values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+        if values.get("lr_steps") is not None:
+            values["lr_steps"] = tuple(int(v) for v in values["lr_steps"])
+        return cls(**values)
+
+
+def parse_settings(argv: Sequence[str] | None) -> DetectorTrainSettings:
+    """Settings from a command line: the parser's defaults, then the YAML profile, then argv."""
+    return DetectorTrainSettings.from_namespace(parse_with_config(get_args_parser(), argv, default="detector"))
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     """Entry point of ``taxolens detector train``; returns the run summary."""
-    args = parse_with_config(get_args_parser(), argv, default="detector")
-    out = Path(args.out)
-    with training_run(out, args.device, "detector training") as (device, d):
-        return _train(args, out, device, d)
+    return train(parse_settings(argv))
 
 
-def _train(args: argparse.Namespace, out: Path, device: torch.device, d: Dist) -> dict:
+def train(settings: DetectorTrainSettings) -> dict:
+    """Train a detector with ``settings`` into ``settings.out``; returns the run summary (the folder is locked)."""
+    out = Path(settings.out)
+    with training_run(out, settings.device, "detector training") as (device, d):
+        return _train(settings, out, device, d)
+
+
+def _train(args: DetectorTrainSettings, out: Path, device: torch.device, d: Dist) -> dict:
     seed_everything(args.seed)
     coco = load_coco(args.train)
     augmentation = build_augmentation(args.augment, seed=args.seed)
@@ -153,13 +212,11 @@ def _train(args: argparse.Namespace, out: Path, device: torch.device, d: Dist) -
     if len(dataset) == 0:
         raise ValueError(f"{args.train}: no images")
     class_names = dataset.class_names
-    mean, std = normalization(args.arch)
     anchors = (anchor_sizes_from_boxes(coco, args.min_size, args.max_size) if args.anchor_sizes == "auto"
                else DEFAULT_ANCHOR_SIZES)
     model = build_detector(args.arch, len(class_names), args.weights, min_size=args.min_size,
                            max_size=args.max_size, trainable_layers=args.trainable_layers, head_size=args.head_size,
                            rois_per_image=args.rois_per_image, anchor_sizes=anchors)
-    anchors_list = [list(level) for level in anchors]
     model.to(device)
     # under torchrun each process trains on its own share of the photos, reshuffled every epoch
     sampler: DistributedSampler | None = None
@@ -170,24 +227,19 @@ def _train(args: argparse.Namespace, out: Path, device: torch.device, d: Dist) -
                         pin_memory=device.type == "cuda")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-    steps = args.lr_steps if args.lr_steps is not None else [max(1, round(0.75 * args.epochs))]
+    steps = list(args.lr_steps) if args.lr_steps is not None else [max(1, round(0.75 * args.epochs))]
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=steps, gamma=0.1)
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
     LOGGER.info("%s: %d photos, classes %s, %s on %s", args.train, len(dataset), class_names, args.arch, device)
-
-    ckpt_path = out / "checkpoint.pt"
-    start_epoch, history = 0, []
-    ckpt = resume_training(ckpt_path, arch=args.arch, class_names=class_names, device=device, model=model,
-                           optimizer=optimizer, scheduler=scheduler, scaler=scaler)
-    if ckpt is not None:
-        start_epoch, history = ckpt["epoch"], ckpt["history"]
-        LOGGER.info("resuming %s after epoch %d of %d", ckpt_path, start_epoch, args.epochs)
+    # the detector is validated once, at the end (COCO evaluation): it keeps its last epoch, and says so
+    run = Run.start(out, arch=args.arch, class_names=class_names, device=device, model=model, optimizer=optimizer,
+                    scheduler=scheduler, scaler=scaler, settings=asdict(args), kept=KeptEpoch.for_run(False),
+                    force=args.force)
     if d.main:
-        write_resolved(args, out / "config.yaml")  # once the resume check passed
-    net = model
+        write_resolved(asdict(args), out / "config.yaml")  # once the resume check passed
     ddp = wrap(model, d, device)
 
-    for epoch in range(start_epoch, args.epochs):
+    def one_epoch(epoch: int) -> dict:
         seed_everything(args.seed * 1000 + epoch)
         augmentation.set_random_seed(args.seed * 1000 + epoch)
         if sampler is not None:
@@ -196,35 +248,43 @@ def _train(args: argparse.Namespace, out: Path, device: torch.device, d: Dist) -
                               args.max_steps_per_epoch, args.clip_grad)
         row["loss"] = mean_across(row["loss"], d)
         scheduler.step()
-        history.append({"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], **row})
-        if d.main:
-            LOGGER.info("epoch %d/%d: loss %.4f, %.2f it/s, %.2f images/s (%.0f s)", epoch + 1, args.epochs,
-                        row["loss"], row["iterations_per_second"] or 0, row["images_per_second"] or 0,
-                        row["seconds"])
-            save_checkpoint(ckpt_path, arch=args.arch, class_names=class_names, epoch=epoch + 1, model=net,
-                            optimizer=optimizer, scheduler=scheduler, scaler=scaler, history=history)
-            atomic_write_json(out / "history.json", history)
-        barrier(d)
-    if not d.main:
-        return {"rank": d.rank, "history": history}
+        return {"lr": optimizer.param_groups[0]["lr"], **row}
 
-    n_boxes = len(coco["annotations"])
-    meta = {"architecture": args.arch, "class_names": class_names, "class_agnostic": args.class_agnostic,
+    def saved(row: dict) -> None:
+        LOGGER.info("epoch %d/%d: loss %.4f, %.2f it/s, %.2f images/s (%.0f s)", row["epoch"], args.epochs,
+                    row["loss"], row["iterations_per_second"] or 0, row["images_per_second"] or 0, row["seconds"])
+        atomic_write_json(out / "history.json", run.history)
+
+    run.run_epochs(args.epochs, one_epoch, d, saved)
+    if not d.main:
+        return {"rank": d.rank, "history": run.history}
+    return _release(args, out, device, coco, len(dataset), class_names, [list(a) for a in anchors], model, run)
+
+
+def _release(args: DetectorTrainSettings, out: Path, device: torch.device, coco: dict, images: int,
+             class_names: list[str], anchors: list[list[int]], model: torch.nn.Module, run: Run) -> dict:
+    """The release file with its operating point and COCO metrics on ``--val``."""
+    history = run.history
+    mean, std = normalization(args.arch)
+    meta: dict[str, Any] = {
+            "architecture": args.arch, "class_names": class_names, "class_agnostic": args.class_agnostic,
             "min_size": args.min_size, "max_size": args.max_size, "mean": list(mean), "std": list(std),
-            "head_size": args.head_size, "anchor_sizes": anchors_list,
+            "head_size": args.head_size, "anchor_sizes": anchors,
             "score_threshold": args.score_threshold if args.score_threshold is not None else DETECTOR_SCORE_THRESHOLD,
             "suppression": {"iou": args.suppress_iou if args.suppress_iou is not None else SUPPRESS_IOU,
                             "containment": args.suppress_containment if args.suppress_containment is not None
                             else SUPPRESS_CONTAINMENT},
-            "metrics": {},
+            "metrics": {"kept_epoch": run.kept.epoch, "epoch_policy": run.kept.policy},
             "training": {"weights": args.weights, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
                          "augment": args.augment, "device": str(device), "seed": args.seed,
-                         "processes": d.world_size,
+                         "processes": run.processes,
                          "seconds_total": float(sum(r["seconds"] for r in history)),
                          "images_per_second": float(np.mean([r["images_per_second"] for r in history]))
                          if history else None},
-            "training_data": {"coco": str(Path(args.train).resolve()), "images": len(dataset), "boxes": n_boxes}}
-    save_model_file(out / "model.pt", kind="detector", state_dict=model.state_dict(), meta=meta)
+            "training_data": {"coco": str(Path(args.train).resolve()), "images": images,
+                              "boxes": len(coco["annotations"])}}
+    state = kept_state(out, run.kept, model)
+    save_model_file(out / "model.pt", kind="detector", state_dict=state, meta=meta)
     summary = {"model": str(out / "model.pt"), "history": history[-1] if history else None}
     if args.val and not args.no_eval:
         from detector.evaluate import evaluate_detector
@@ -238,12 +298,12 @@ def _train(args: argparse.Namespace, out: Path, device: torch.device, d: Dist) -
             meta["score_threshold"] = op["score_threshold"]
         at = metrics["at_threshold"]
         meta["operating_point"] = op
-        meta["metrics"] = {k: metrics[k] for k in ("AP", "AP50", "AP75", "AR100")} | {
+        meta["metrics"] |= {k: metrics[k] for k in ("AP", "AP50", "AP75", "AR100")} | {
             "val": str(Path(args.val).resolve()), "score_threshold": at["score_threshold"],
             "found_share": at["found_share"], "false_boxes_per_photo": at["false_boxes_per_photo"],
             "duplicates_per_organism": at["duplicates_per_organism"], "precision": at["precision"]}
         # the release file carries its validation metrics: written again with them
-        save_model_file(out / "model.pt", kind="detector", state_dict=model.state_dict(), meta=meta)
+        save_model_file(out / "model.pt", kind="detector", state_dict=state, meta=meta)
         summary["metrics"] = meta["metrics"]
     atomic_write_json(out / "summary.json", summary)
     return summary
