@@ -129,6 +129,7 @@ class Detector:
                             "labels": [self.class_names[i - 1] for i in labels[keep].tolist()]})
         return results
 
+    @torch.inference_mode()
     def raw_outputs(self, images: list[torch.Tensor]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """The network's own output per photo: boxes (N x 4 corners), scores, label indices (from 1).
 

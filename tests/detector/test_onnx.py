@@ -1,0 +1,29 @@
+"""The detector exported to ONNX gives the boxes and scores of the PyTorch network, on photos of any size."""
+
+import numpy as np
+
+from core.modelfile import load_model_file
+from detector.onnx import OnnxDetector, export_onnx
+from detector.predict import Detector
+from tests.conftest import make_scene
+
+
+def test_onnx_detector_raw_outputs_equal_pytorch(tiny_models, tmp_path):
+    det_file, _ = tiny_models
+    onnx_file = export_onnx(det_file, tmp_path / "detector.onnx")
+    mf = load_model_file(det_file, "detector")
+    torch_det = Detector.from_loaded(mf, "cpu")
+    onnx_det = OnnxDetector.from_onnx(mf, onnx_file)
+    assert not hasattr(onnx_det, "model")  # the PyTorch network is dropped
+    from core.io import read_image
+
+    for size in ((96, 80), (120, 96)):  # other sizes than the export's example
+        image = read_image(make_scene(tmp_path / f"p{size[0]}.jpg", [(8, 8, 30, 24)], size=size))
+        tensor, _ = torch_det.preprocess(image)
+        (a_boxes, a_scores, a_labels), = torch_det.raw_outputs([tensor])
+        (b_boxes, b_scores, b_labels), = onnx_det.raw_outputs([tensor])
+        assert a_boxes.shape == b_boxes.shape and np.allclose(a_boxes, b_boxes, atol=1.0)
+        assert np.allclose(a_scores, b_scores, atol=1e-3) and (a_labels == b_labels).all()
+        # and through the same suppression and thresholds: the same detections
+        a, b = torch_det.predict(image, 0.0), onnx_det.predict(image, 0.0)
+        assert np.allclose(a["boxes"], b["boxes"], atol=1.0) and a["labels"] == b["labels"]
