@@ -103,9 +103,12 @@ def export_coco(engine: Any, out: str | os.PathLike, padding: float = CROP_PADDI
 # ---- Darwin Core Archive --------------------------------------------------------------------------------
 
 def occurrences(engine: Any) -> list[dict]:
-    """One Darwin Core occurrence per detection with a taxon in force (named by the model or an expert)."""
+    """One Darwin Core occurrence per detection with a taxon in force (named by the model or an expert).
+
+    Each photo's newest answer (a rerun with other settings replaces the earlier one here; both stay stored).
+    """
     rows = []
-    for row in detection_rows(engine, include_dropped=True):
+    for row in detection_rows(engine, include_dropped=True, newest_only=True):
         a = answer(row)
         if not a["organism"] or not a["taxon"]:
             continue
@@ -113,7 +116,7 @@ def occurrences(engine: Any) -> list[dict]:
         expert = a["by"] == "expert"
         has_gps = row["latitude"] is not None and row["longitude"] is not None
         rows.append({
-            "occurrenceID": f"taxolens:{row['sha256']}:{row['model_version']}:{row['idx']}",
+            "occurrenceID": f"taxolens:{row['sha256']}:{row['model_version']}:{row['settings_id']}:{row['idx']}",
             "basisOfRecord": "HumanObservation" if expert else "MachineObservation",
             "scientificName": a["taxon"], "taxonRank": rank, "kingdom": kingdom,
             "eventDate": row["taken_at"] or "", "decimalLatitude": row["latitude"] if has_gps else "",
@@ -208,6 +211,25 @@ def export_camtrapdp(engine: Any, out: str | os.PathLike, *, latitude: float | N
     photos: dict[int, dict] = {}
     for p in photo_rows(engine):
         photos.setdefault(p["id"], p)
+    deployments, deployment_of = _deployments(photos, latitude, longitude)
+    media = [{"mediaID": f"m{p['id']}", "deploymentID": deployment_of[p["id"]], "captureMethod": "activityDetection",
+              "timestamp": _timestamp(p), "filePath": p["path"], "filePublic": "false",
+              "fileName": Path(p["path"]).name, "fileMediatype": _mediatype(p["path"]),
+              "mediaComments": "" if p["taken_at"] else "no EXIF time: the time the photo entered the store"}
+             for p in photos.values()]
+    observations = _observations(engine, photos, deployment_of)
+    out.mkdir(parents=True, exist_ok=True)
+    _table(out / "deployments.csv", DEPLOYMENT_FIELDS, deployments)
+    _table(out / "media.csv", MEDIA_FIELDS, media)
+    _table(out / "observations.csv", OBSERVATION_FIELDS, observations)
+    atomic_write_json(out / "datapackage.json", _package(title, deployments, observations))
+    return {"deployments": len(deployments), "media": len(media), "observations": len(observations),
+            "types": dict(Counter(o["observationType"] for o in observations))}
+
+
+def _deployments(photos: dict[int, dict], latitude: float | None, longitude: float | None
+                 ) -> tuple[list[dict], dict[int, str]]:
+    """One deployment per photo folder, placed by its photos' mean GPS (else the operator's position)."""
     folders: dict[str, list[dict]] = {}
     for p in photos.values():
         folders.setdefault(str(Path(p["path"]).parent), []).append(p)
@@ -227,14 +249,14 @@ def export_camtrapdp(engine: Any, out: str | os.PathLike, *, latitude: float | N
                             "deploymentComments": f"photos of {folder}"})
         for m in members:
             deployment_of[m["id"]] = dep
-    media = [{"mediaID": f"m{p['id']}", "deploymentID": deployment_of[p["id"]], "captureMethod": "activityDetection",
-              "timestamp": _timestamp(p), "filePath": p["path"], "filePublic": "false",
-              "fileName": Path(p["path"]).name, "fileMediatype": _mediatype(p["path"]),
-              "mediaComments": "" if p["taken_at"] else "no EXIF time: the time the photo entered the store"}
-             for p in photos.values()]
+    return deployments, deployment_of
+
+
+def _observations(engine: Any, photos: dict[int, dict], deployment_of: dict[int, str]) -> list[dict]:
+    """Each organism of each photo's newest answer (or its expert's) as an observation; a photo with none, blank."""
     observations = []
     seen_photos = set()
-    for row in detection_rows(engine, include_dropped=False):
+    for row in detection_rows(engine, include_dropped=False, newest_only=True):
         a = answer(row)
         seen_photos.add(row["photo_id"])
         if not a["organism"]:
@@ -262,16 +284,17 @@ def export_camtrapdp(engine: Any, out: str | os.PathLike, *, latitude: float | N
                                  "observationLevel": "media", "observationType": "blank",
                                  "classificationMethod": "machine", "classifiedBy": "taxolens",
                                  "classificationTimestamp": _iso(p["predicted_at"])})
-    out.mkdir(parents=True, exist_ok=True)
-    _table(out / "deployments.csv", DEPLOYMENT_FIELDS, deployments)
-    _table(out / "media.csv", MEDIA_FIELDS, media)
-    _table(out / "observations.csv", OBSERVATION_FIELDS, observations)
+    return observations
+
+
+def _package(title: str, deployments: list[dict], observations: list[dict]) -> dict:
+    """``datapackage.json``: the project, its extent in space, time and taxa, and the three tables."""
     taxa = sorted({o["scientificName"] for o in observations if o.get("scientificName")})
     starts = [str(d["deploymentStart"]) for d in deployments]
     ends = [str(d["deploymentEnd"]) for d in deployments]
     lats = [float(d["latitude"]) for d in deployments]
     lons = [float(d["longitude"]) for d in deployments]
-    package = {
+    return {
         "profile": CAMTRAP_PROFILE, "name": "taxolens-observations", "title": title, "created": _iso(now()),
         "contributors": [{"title": "taxolens", "role": "contributor"}],
         "project": {"title": title, "samplingDesign": "opportunistic", "captureMethod": ["activityDetection"],
@@ -285,9 +308,6 @@ def export_camtrapdp(engine: Any, out: str | os.PathLike, *, latitude: float | N
                        "mediatype": "text/csv", "encoding": "utf-8", "schema": CAMTRAP_SCHEMA.format(name)}
                       for name in ("deployments", "media", "observations")],
     }
-    atomic_write_json(out / "datapackage.json", package)
-    return {"deployments": len(deployments), "media": len(media), "observations": len(observations),
-            "types": dict(Counter(o["observationType"] for o in observations))}
 
 
 def _iso(stamp: str | None) -> str:

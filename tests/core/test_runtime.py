@@ -61,9 +61,8 @@ def test_seed_worker_seeds_the_dataset_transform():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_child_that_asked_to_die_with_its_parent_dies_when_the_parent_is_killed(tmp_path):
     pid_file = tmp_path / "child.pid"
-    child = ("import os, time, sys; sys.path.insert(0, %r); from core.runtime import die_with_parent; "
-             "die_with_parent(os.getppid()); open(%r, 'w').write(str(os.getpid())); time.sleep(60)"
-             % (str(ROOT), str(pid_file)))
+    child = (f"import os, time, sys; sys.path.insert(0, {str(ROOT)!r}); from core.runtime import die_with_parent; "
+             f"die_with_parent(os.getppid()); open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)")
     parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
                                f"subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(60)"])
     deadline = time.time() + 30
