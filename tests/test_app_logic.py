@@ -9,6 +9,7 @@ from gradio_app import TaxolensApp, card_html, results_html
 from pipeline.predictor import Pipeline
 from pipeline.settings import InferenceSettings
 from tests.conftest import make_scene
+from webapp.cards import about_html
 
 
 def _app(tiny_models, **kw):
@@ -20,16 +21,16 @@ def _app(tiny_models, **kw):
 
 def test_identify_messages(tiny_models, tmp_path):
     app = _app(tiny_models)
-    image, panel, state = app.identify(None, 1.0, 0.3, "English")
+    image, panel, state = app.identify_page.identify(None, 1.0, 0.3, "English")
     assert image is None and "Choose a photo first" in panel
     (tmp_path / "x.txt").write_text("hello")
-    image, panel, state = app.identify(str(tmp_path / "x.txt"), 1.0, 0.3, "Español")
+    image, panel, state = app.identify_page.identify(str(tmp_path / "x.txt"), 1.0, 0.3, "Español")
     assert image is None and "no se puede usar como foto" in panel and "x.txt" in panel
     Image.new("RGB", (2000, 1000)).save(tmp_path / "big.png")
-    _, panel, _ = app.identify(str(tmp_path / "big.png"), 1.0, 0.3, "English")
+    _, panel, _ = app.identify_page.identify(str(tmp_path / "big.png"), 1.0, 0.3, "English")
     assert "too large" in panel
     photo = make_scene(tmp_path / "p.jpg", [(10, 10, 30, 30)])
-    image, panel, state = app.identify(str(photo), 1.0, 0.3, "Galego")
+    image, panel, state = app.identify_page.identify(str(photo), 1.0, 0.3, "Galego")
     assert image.shape == (80, 96, 3) and len(state["detections"]) == 1 and "Liñaxe" in panel
 
 
@@ -51,22 +52,22 @@ def test_batch_table_and_csv(tiny_models, tmp_path):
     app = _app(tiny_models)
     photos = [str(make_scene(tmp_path / f"p{i}.jpg", [(5, 5, 20, 20)], seed=i)) for i in range(2)]
     (tmp_path / "bad.jpg").write_bytes(b"")
-    rows, csv_path = app.batch([*photos, str(tmp_path / "bad.jpg")], 1.0, 0.3)
+    rows, csv_path = app.identify_page.batch([*photos, str(tmp_path / "bad.jpg")], 1.0, 0.3)
     assert [r[0] for r in rows] == ["p0.jpg", "p1.jpg", "bad.jpg"] and rows[2][-1] == "failed"
     with open(csv_path) as fh:
         table = list(csv.DictReader(fh))
     assert len(table) == 3 and table[2]["failure"] == "empty file (0 bytes)"
-    about = app.about_html("en")
+    about = about_html(app.pipe, "en")
     assert "Apis mellifera" in about and "resnet18" in about and "probability 0.3" in about
 
 
 def test_a_photo_too_narrow_is_a_message_and_the_batch_keeps_the_good_ones(tiny_models, tmp_path):
     app = _app(tiny_models)
     Image.new("RGB", (20000, 20)).save(tmp_path / "strip.png")
-    image, panel, state = app.identify(str(tmp_path / "strip.png"), 1.0, 0.3, "English")
+    image, panel, state = app.identify_page.identify(str(tmp_path / "strip.png"), 1.0, 0.3, "English")
     assert image is None and state["message"] == "bad_file" and "too narrow" in state["detail"]
     good = str(make_scene(tmp_path / "p.jpg", [(5, 5, 20, 20)]))
-    rows, _ = app.batch([good, str(tmp_path / "strip.png"), good], 1.0, 0.3)
+    rows, _ = app.identify_page.batch([good, str(tmp_path / "strip.png"), good], 1.0, 0.3)
     assert [(r[0], r[-1]) for r in rows] == [("p.jpg", "ok"), ("strip.png", "failed"), ("p.jpg", "ok")]
 
 
@@ -113,34 +114,35 @@ def test_keep_for_review_and_the_review_callbacks(tiny_models, tmp_path):
                                                            classify_whole_photo=True, min_score_threshold=0.05))
     app = TaxolensApp(pipe, store_url=str(tmp_path / "s.sqlite"), photo_dir=tmp_path / "kept")
     photos = [make_scene(tmp_path / f"p{i}.jpg", [(5, 5, 20, 20)], seed=i) for i in range(3)]
-    app.identify(str(photos[0]), 1.0, 0.3, "English")  # not ticked: nothing kept
+    app.identify_page.identify(str(photos[0]), 1.0, 0.3, "English")  # not ticked: nothing kept
     assert st.stats(app.store)["photos"] == 0
     for p in photos:
-        app.identify(str(p), 1.0, 0.3, "English", keep=True)
-    app.identify(str(photos[0]), 1.0, 0.3, "English", keep=True)  # the same photo again: not twice
+        app.identify_page.identify(str(p), 1.0, 0.3, "English", keep=True)
+    app.identify_page.identify(str(photos[0]), 1.0, 0.3, "English", keep=True)  # the same photo again: not twice
     assert st.stats(app.store)["photos"] == 3 and len(list((tmp_path / "kept").rglob("*.jpg"))) == 3
     assert {r["source"] for r in st.detection_rows(app.store)} == {"app"}
 
-    image, panel, first = app.review_next("English")
+    image, panel, first = app.review_page.review_next("English")
     assert image is not None and "3 detections wait for review" in panel
-    _, panel, same = app.review_answer("accept", first, "  ", None, "", "English")
+    _, panel, same = app.review_page.review_answer("accept", first, "  ", None, "", "English")
     assert same == first and "Write your name first" in panel
-    _, panel, same = app.review_answer("correct", first, "ana", "Vespa nonexistens", "", "English")
+    _, panel, same = app.review_page.review_answer("correct", first, "ana", "Vespa nonexistens", "", "English")
     assert same == first and "Vespa nonexistens is not a taxon" in panel
-    _, panel, second = app.review_answer("skip", first, "ana", None, "", "English")
+    _, panel, second = app.review_page.review_answer("skip", first, "ana", None, "", "English")
     assert second != first
-    _, panel, after = app.review_answer("accept", first, "ana", None, "", "English")
+    _, panel, after = app.review_page.review_answer("accept", first, "ana", None, "", "English")
     assert "Saved: accept by ana" in panel and after != first
-    _, panel, _ = app.review_answer("correct", second, "ana", "asian hornet", "", "Español")  # an alias
+    _, panel, _ = app.review_page.review_answer("correct", second, "ana", "asian hornet", "", "Español")  # an alias
     assert "Guardado" in panel
     signed = TaxolensApp(pipe, store_url=str(tmp_path / "s.sqlite"), photo_dir=tmp_path / "kept", signed_in=True)
-    _, _, third = signed.review_next("English")
-    signed.review_answer("redraw", third, "", "", "1, 2, 30, 40", "English", SimpleNamespace(username="brais"))
+    _, _, third = signed.review_page.review_next("English")
+    signed.review_page.review_answer("redraw", third, "", "", "1, 2, 30, 40", "English",
+                                     SimpleNamespace(username="brais"))
     reviewed = {r["id"]: r for r in st.detection_rows(app.store)}
     assert (reviewed[first]["review_action"], reviewed[first]["review_reviewer"]) == ("accept", "ana")
     assert reviewed[second]["review_taxon"] == "Vespa velutina"
     assert (reviewed[third]["review_reviewer"], reviewed[third]["review_w"]) == ("brais", 30.0)
-    _, panel, none = app.review_next("English")
+    _, panel, none = app.review_page.review_next("English")
     assert none is None and "Nothing left to review" in panel
 
 
