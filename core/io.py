@@ -120,22 +120,36 @@ def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
     Raises:
         ImageReadError: for a missing, empty, truncated, non-image or oversized file.
     """
+    return read_photo(path, max_pixels)[0]
+
+
+def read_photo(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, dict[str, Any]]:
+    """A photo's pixels and its facts, both from one read of its bytes.
+
+    The facts (``sha256`` of the bytes, upright ``width`` and ``height``, EXIF ``taken_at``, ``latitude``,
+    ``longitude``) are those of the very bytes that were decoded: a file rewritten while a run goes on (a sync
+    client, a card still copying) can never have its answer filed under the new file's hash or size.
+
+    Raises:
+        ImageReadError: for a missing, empty, truncated, non-image or oversized file.
+    """
     p = Path(path)
     try:
-        size = p.stat().st_size
+        data = p.read_bytes()
     except OSError as exc:
         raise ImageReadError(p, f"cannot read file ({exc.strerror or exc})") from exc
-    if size == 0:
+    if not data:
         raise ImageReadError(p, "empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(p) as img:
+            with Image.open(io.BytesIO(data)) as img:
                 w, h = img.size
                 if w * h > max_pixels:
                     raise ImageReadError(
                         p, f"image too large to decode safely: {w}x{h} = {w * h} pixels > limit {max_pixels}"
                     )
+                facts = exif_facts(img)
                 img.load()
                 rgb = _to_rgb(ImageOps.exif_transpose(img))
     except ImageReadError:
@@ -146,7 +160,54 @@ def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
         raise ImageReadError(p, f"image too large to decode safely ({exc})") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(p, f"corrupt or truncated image ({exc})") from exc
-    return np.array(rgb)  # a writable copy: torch.from_numpy warns on read-only arrays
+    facts |= {"sha256": hashlib.sha256(data).hexdigest(), "width": rgb.size[0], "height": rgb.size[1]}
+    return np.array(rgb), facts  # a writable copy: torch.from_numpy warns on read-only arrays
+
+
+def _gps_degrees(values: Any, ref: str) -> float | None:
+    try:
+        d, m, s = (float(v) for v in values)
+    except (TypeError, ValueError):
+        return None
+    sign = -1.0 if ref in ("S", "W") else 1.0
+    return round(sign * (d + m / 60 + s / 3600), 7)
+
+
+def exif_facts(img: Image.Image) -> dict[str, Any]:
+    """EXIF capture time (ISO 8601, local as the camera wrote it) and GPS position, where the photo has them."""
+    from PIL import ExifTags
+
+    facts: dict[str, Any] = {"taken_at": None, "latitude": None, "longitude": None}
+    try:
+        exif = img.getexif()
+        stamp = exif.get_ifd(ExifTags.IFD.Exif).get(ExifTags.Base.DateTimeOriginal) or exif.get(
+            ExifTags.Base.DateTime)
+        if isinstance(stamp, str) and len(stamp) >= 19:
+            facts["taken_at"] = stamp[:10].replace(":", "-") + "T" + stamp[11:19]
+        gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+        if gps.get(2) and gps.get(4):
+            facts["latitude"] = _gps_degrees(gps[2], str(gps.get(1, "N")))
+            facts["longitude"] = _gps_degrees(gps[4], str(gps.get(3, "E")))
+    except (OSError, ValueError, SyntaxError, KeyError, TypeError):
+        pass  # a broken EXIF block: the photo is still usable, without these facts
+    return facts
+
+
+def file_facts(path: str | os.PathLike) -> dict[str, Any]:
+    """sha256 of a file's bytes, and (where PIL reads its header) its upright size, EXIF time and GPS."""
+    p = Path(path)
+    data = p.read_bytes()
+    facts: dict[str, Any] = {"sha256": hashlib.sha256(data).hexdigest(), "width": None, "height": None,
+                             "taken_at": None, "latitude": None, "longitude": None}
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+            orientation = img.getexif().get(0x0112, 1)
+            facts |= exif_facts(img)
+            facts["width"], facts["height"] = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+    except (OSError, ValueError, SyntaxError):
+        pass  # a photo PIL cannot read still has its sha256; its record says why it failed
+    return facts
 
 
 def check_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
@@ -180,7 +241,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], Any], mode: str 
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, mode) as fh:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
@@ -208,8 +269,68 @@ def finite(obj: Any) -> Any:
 
 
 def to_json(obj: Any, indent: int | None = None) -> str:
-    """Strict JSON (RFC 8259) that every reader accepts: a value that is not finite is written ``null``."""
-    return json.dumps(finite(obj), indent=indent, ensure_ascii=False, allow_nan=False)
+    r"""Strict JSON (RFC 8259) that every reader accepts: a value that is not finite is written ``null``.
+
+    A file name that is not valid UTF-8 (a Latin-1 byte from an old camera: Python holds it as a lone
+    surrogate, ``\udce9``) cannot be written as UTF-8; such a document is written with every non-ASCII
+    character escaped (``"caf\udce9.jpg"``), which Python's ``json`` reads back to the exact name.
+    """
+    text = json.dumps(finite(obj), indent=indent, ensure_ascii=False, allow_nan=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(finite(obj), indent=indent, ensure_ascii=True, allow_nan=False)
+    return text
+
+
+def display_name(name: str) -> str:
+    r"""A file name as valid UTF-8 text: bytes that are not UTF-8 shown as ``\xe9`` (for CSV, the store, logs).
+
+    Valid names come back unchanged; the exact name stays in the JSON records (see :func:`to_json`).
+    """
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+#: first characters that make a spreadsheet read a cell as a formula (OWASP's CSV injection list)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    r"""A value safe to put in a CSV cell that a spreadsheet will open (OWASP's advice on CSV injection).
+
+    Text beginning with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'`` so that
+    it is shown, never run; numbers stay numbers (``-0.5`` as a number or as its text is left alone). A file
+    name that is not valid UTF-8 is shown with ``\xNN`` escapes (:func:`display_name`).
+    """
+    if not isinstance(value, str) or not value:
+        return value
+    value = display_name(value)
+    if value.startswith(FORMULA_STARTS):
+        try:
+            float(value)
+            return value
+        except ValueError:
+            return "'" + value
+    return value
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any] | Mapping[str, Any]], **dialect: Any) -> str:
+    """The one CSV maker: ``header``, then ``rows``, every cell through :func:`csv_cell`.
+
+    ``rows`` are sequences, or mappings keyed by the header; ``dialect`` goes to :func:`csv.writer` (a tab
+    delimiter for Darwin Core).
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, **dialect)
+    writer.writerow(header)
+    for row in rows:
+        cells = [row.get(k, "") for k in header] if isinstance(row, Mapping) else row
+        writer.writerow([csv_cell("" if c is None else c) for c in cells])
+    return buffer.getvalue()
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
@@ -226,13 +347,12 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
 def atomic_write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence[Any] | Mapping[str, Any]]
                      ) -> None:
-    """Atomically write a CSV file: ``header``, then ``rows`` (sequences, or mappings keyed by the header)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow([row.get(k, "") for k in header] if isinstance(row, Mapping) else row)
-    atomic_write(path, lambda fh: fh.write(buffer.getvalue()), "w")
+    """Atomically write a CSV file: ``header``, then ``rows`` (sequences, or mappings keyed by the header).
+
+    Every cell goes through :func:`csv_cell` (no formula reaches a spreadsheet).
+    """
+    text = csv_text(header, rows)
+    atomic_write(path, lambda fh: fh.write(text), "w")
 
 
 def atomic_save_figure(figure: Any, path: str | os.PathLike, dpi: int = 120) -> None:

@@ -17,7 +17,7 @@ import torch
 from classifier.predict import Classifier
 from core.crops import crop_box
 from core.defaults import MAX_PIXELS
-from core.io import ImageReadError, read_image
+from core.io import ImageReadError, read_photo
 from core.modelfile import load_model_file
 from core.onnxrt import onnx_path
 from core.runtime import pick_device
@@ -29,14 +29,15 @@ from pipeline.settings import InferenceSettings
 
 def load_photo(path: str | os.PathLike, name: str, min_size: int, max_size: int,
                max_pixels: int = MAX_PIXELS) -> dict:
-    """A photo ready for :meth:`Pipeline.process_items`: ``{file, image, input}``, or ``{file, failure}``.
+    """A photo ready for :meth:`Pipeline.process_items`: ``{file, image, input, facts}``, or ``{file, failure}``.
 
-    ``input`` is the detector's :func:`detector.predict.preprocess` of it. Never raises for a bad photo: a run
-    of thousands goes on, and the failure becomes that photo's record.
+    ``input`` is the detector's :func:`detector.predict.preprocess` of it; ``facts`` (sha256, upright size,
+    EXIF time and GPS) come from the same bytes the models see (:func:`core.io.read_photo`). Never raises for a
+    bad photo: a run of thousands goes on, and the failure becomes that photo's record.
     """
     try:
-        image = read_image(path, max_pixels=max_pixels)
-        return {"file": name, "image": image, "input": preprocess(image, min_size, max_size)}
+        image, facts = read_photo(path, max_pixels=max_pixels)
+        return {"file": name, "image": image, "input": preprocess(image, min_size, max_size), "facts": facts}
     except ImageReadError as exc:
         return {"file": name, "failure": exc.reason}
     except PhotoTooNarrow as exc:
@@ -206,7 +207,8 @@ class Pipeline:
                 h, w = it["image"].shape[:2]
                 dets = by_file[it["file"]]
                 assert isinstance(dets, list)
-                records.append(make_record(it["file"], (w, h), dets, self.model_version, seconds=per_photo))
+                records.append(make_record(it["file"], (w, h), dets, self.model_version, seconds=per_photo,
+                                           sha256=it["facts"]["sha256"] if "facts" in it else None))
         return records
 
     def process_file(self, path: str | os.PathLike, name: str | None = None, score_threshold: float | None = None,

@@ -27,8 +27,11 @@ SOURCE_WHOLE_PHOTO = "whole_photo"
 
 
 def make_record(file: str, image_size: tuple[int, int] | None, detections: Sequence[dict] | None,
-                model_version: str, failure: str | None = None, seconds: float | None = None) -> dict:
+                model_version: str, failure: str | None = None, seconds: float | None = None,
+                sha256: str | None = None) -> dict:
     """One photo's record: its stable id ``file``, what was found, and the models' versions.
+
+    ``sha256`` is that of the bytes the models saw (the store files the answer under it).
 
     Boxes the classifier answered ``no organism`` for are not organisms: they go to ``dropped`` (with the
     decision, so a reviewer sees what was dropped and why), the rest to ``detections``.
@@ -43,7 +46,7 @@ def make_record(file: str, image_size: tuple[int, int] | None, detections: Seque
     result = RESULT_NO_ORGANISM if not dets else (RESULT_WHOLE_PHOTO if whole else RESULT_ORGANISMS)
     return {"file": file, "status": STATUS_OK, "width": image_size[0], "height": image_size[1], "result": result,
             "detections": dets, "dropped": dropped, "model_version": model_version,
-            "seconds": None if seconds is None else round(seconds, 4)}
+            "seconds": None if seconds is None else round(seconds, 4), "sha256": sha256}
 
 
 def summarize_records(records: Sequence[dict]) -> dict:

@@ -49,7 +49,7 @@ from pipeline.predictor import Pipeline, load_photo
 from pipeline.records import STATUS_OK, summarize_records
 from pipeline.render import draw_detections
 from pipeline.settings import InferenceSettings, settings_id
-from review.store import add_record, open_store, stored_files
+from review.store import add_record, open_store, stored_photos
 
 LOGGER = logging.getLogger(__name__)
 FORMATS = ("csv", "coco", "megadetector")
@@ -140,12 +140,21 @@ def _repair_and_read(jsonl: Path) -> dict[str, dict]:
 
 def _component(name: str, limit: int = 200) -> str:
     """A file-name part short enough for any file system (255 bytes), kept unique by a digest of the whole."""
-    if len(name.encode()) <= limit:
+    raw = os.fsencode(name)  # the name's bytes as the file system has them (not UTF-8 on some cameras)
+    if len(raw) <= limit:
         return name
     suffix = Path(name).suffix if len(Path(name).suffix) <= 10 else ""
-    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
-    keep = limit - 13 - len(suffix.encode())
-    return name.encode()[:keep].decode(errors="ignore") + "-" + digest + suffix
+    digest = hashlib.sha256(raw).hexdigest()[:12]
+    keep = limit - 13 - len(os.fsencode(suffix))
+    return os.fsdecode(raw[:keep]) + "-" + digest + suffix
+
+
+def _file_sha256(path: Path) -> str | None:
+    """A photo's sha256, for records written before records carried it; None if it cannot be read now."""
+    try:
+        return sha256_file(path)
+    except OSError:
+        return None
 
 
 def output_path(base: Path, rel: str, suffix: str = "") -> Path:
@@ -307,7 +316,7 @@ def _run_locked(pipe: Pipeline, folder: Path, out: Path, files: list[str], unlis
                           "start again")
     atomic_write_json(run_json, identity | {"settings_id": run_id})
     engine = open_store(run.store_url) if run.store_url else None
-    stored = stored_files(engine, pipe.model_version, run_id) if engine is not None else set()
+    stored = stored_photos(engine, pipe.model_version, run_id) if engine is not None else set()
     todo = [f for f in files if f not in done]
     if done:
         LOGGER.info("resuming: %d of %d photos already done", len(files) - len(todo), len(files))
@@ -331,17 +340,19 @@ def _run_locked(pipe: Pipeline, folder: Path, out: Path, files: list[str], unlis
             fh.write(to_json(record) + "\n")
             fh.flush()
             if engine is not None and record["status"] == STATUS_OK:
-                add_record(engine, record, folder / item["file"], source="run", settings_id=run_id)
-                stored.add(item["file"])
+                add_record(engine, record, folder / item["file"], source="run", settings_id=run_id,
+                           facts=item.get("facts"))
+                stored.add(record.get("sha256") or "")
             bar.update(1)
         os.fsync(fh.fileno())
     bar.close()
     elapsed = time.perf_counter() - start
     done = _repair_and_read(jsonl)
     records = [done[f] for f in files if f in done]
-    if engine is not None:  # photos a killed run finished before its store write
+    if engine is not None:  # photos a killed run finished before its store write, matched by content
         for r in records:
-            if r["status"] == STATUS_OK and r["file"] not in stored:
+            digest = r.get("sha256") or _file_sha256(folder / r["file"]) if r["status"] == STATUS_OK else None
+            if digest is not None and digest not in stored:
                 add_record(engine, r, folder / r["file"], source="run", settings_id=run_id)
         info["store"] = run.store_url
     info["finished"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -19,9 +19,9 @@ from xml.sax.saxutils import escape
 from core.answers import ANSWERED, NO_ORGANISM, REASON_NO_ORGANISM, REASON_UNKNOWN
 from core.crops import crop_box
 from core.defaults import CROP_PADDING
-from core.io import ImageReadError, atomic_save_image, atomic_write, atomic_write_json, read_image
+from core.io import ImageReadError, atomic_save_image, atomic_write, atomic_write_json, csv_text, read_image
 from core.taxonomy import lineage_of
-from review.store import detection_rows, now, photo_rows
+from review.store import detection_rows, now, photo_rows, stored_path
 
 NAMED_REASONS = ANSWERED
 DWC = "http://rs.tdwg.org/dwc/terms/"
@@ -74,11 +74,11 @@ def export_coco(engine: Any, out: str | os.PathLike, padding: float = CROP_PADDI
     for row in rows:
         a = answer(row)
         if row["photo_id"] not in images:
-            images[row["photo_id"]] = {"id": row["photo_id"], "file_name": os.path.relpath(row["path"], out),
+            images[row["photo_id"]] = {"id": row["photo_id"], "file_name": os.path.relpath(stored_path(row), out),
                                        "width": row["photo_width"], "height": row["photo_height"]}
         folder = a["taxon"] if a["organism"] else NO_ORGANISM
         try:
-            photo = read_image(row["path"])
+            photo = read_image(stored_path(row))
         except ImageReadError:
             continue
         atomic_save_image(crop_box(photo, a["box"], padding), out / "crops" / folder / f"{row['sha256'][:16]}_"
@@ -156,14 +156,11 @@ def _eml_xml(title: str, count: int) -> str:
 def export_dwc(engine: Any, out: str | os.PathLike, title: str = "taxolens occurrences") -> dict:
     """A Darwin Core Archive (``occurrence.txt`` + ``meta.xml`` + ``eml.xml``, zipped) at ``out``."""
     rows = occurrences(engine)
-    text = io.StringIO()
-    writer = csv.writer(text, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_NONE, escapechar="\\")
-    writer.writerow(DWC_TERMS)
-    for r in rows:
-        writer.writerow([str(r[t]).replace("\t", " ").replace("\n", " ") for t in DWC_TERMS])
+    text = csv_text(DWC_TERMS, [[str(r[t]).replace("\t", " ").replace("\n", " ") for t in DWC_TERMS] for r in rows],
+                    delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_NONE, escapechar="\\")
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("occurrence.txt", text.getvalue())
+        z.writestr("occurrence.txt", text)
         z.writestr("meta.xml", _meta_xml(DWC_TERMS))
         z.writestr("eml.xml", _eml_xml(title, len(rows)))
     atomic_write(out, lambda fh: fh.write(buffer.getvalue()), "wb")
@@ -174,12 +171,8 @@ def export_dwc(engine: Any, out: str | os.PathLike, title: str = "taxolens occur
 # ---- Camtrap DP -----------------------------------------------------------------------------------------
 
 def _table(path: Path, header: list[str], rows: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, header, lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: ("" if r.get(k) is None else r[k]) for k in header})
-    atomic_write(path, lambda fh: fh.write(buffer.getvalue()), "w")
+    text = csv_text(header, rows, lineterminator="\n")
+    atomic_write(path, lambda fh: fh.write(text), "w")
 
 
 DEPLOYMENT_FIELDS = ["deploymentID", "locationName", "latitude", "longitude", "deploymentStart", "deploymentEnd",

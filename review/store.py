@@ -16,14 +16,12 @@ time), ``detections`` (each box with its answer: taxon, rank, reason, probabilit
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import ExifTags, Image
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -32,6 +30,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -41,6 +40,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
     text,
 )
@@ -49,6 +49,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.schema import CreateTable
 
 from core.answers import REASON_NO_ORGANISM
+from core.io import display_name, file_facts
 
 SOURCES = ("run", "app")
 #: what an expert can answer about a detection
@@ -64,7 +65,8 @@ photos = Table(
     "photos", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("sha256", String(64), nullable=False, unique=True),
-    Column("path", Text, nullable=False),
+    Column("path", Text, nullable=False),  # as text: bytes that are not UTF-8 shown as \xNN (display_name)
+    Column("path_bytes", LargeBinary),  # the path exactly as the file system has it (os.fsencode)
     Column("width", Integer),
     Column("height", Integer),
     Column("taken_at", String(32)),  # EXIF DateTimeOriginal as ISO 8601 (local time, as the camera wrote it)
@@ -113,6 +115,14 @@ reviews = Table(
     Column("w", Float),
     Column("h", Float),
     Column("created_at", String(32), nullable=False))
+
+
+def _add_path_bytes(conn: Connection) -> None:
+    # a path that is not valid UTF-8 cannot be stored as text on SQLite or PostgreSQL: its exact bytes go here
+    columns = {c["name"] for c in inspect(conn).get_columns("photos")}
+    if "path_bytes" not in columns:
+        kind = "BYTEA" if conn.dialect.name == "postgresql" else "BLOB"
+        conn.execute(text(f"ALTER TABLE photos ADD COLUMN path_bytes {kind}"))
 
 
 def _create_tables(conn: Connection) -> None:
@@ -175,6 +185,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "photos, predictions, detections and reviews", _create_tables),
     (2, "indexes for the review queue", _add_review_indexes),
     (3, "predictions keyed by photo, models and settings", _key_predictions_by_settings),
+    (4, "photo paths kept as their exact bytes", _add_path_bytes),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -244,36 +255,9 @@ def schema_version(engine: Engine) -> int:
 
 # ---- photos -------------------------------------------------------------------------------------------
 
-def _gps_degrees(values: Any, ref: str) -> float | None:
-    try:
-        d, m, s = (float(v) for v in values)
-    except (TypeError, ValueError):
-        return None
-    sign = -1.0 if ref in ("S", "W") else 1.0
-    return round(sign * (d + m / 60 + s / 3600), 7)
-
-
 def photo_facts(path: str | os.PathLike) -> dict:
-    """sha256, size, and EXIF capture time and GPS position where the photo has them."""
-    p = Path(path)
-    digest = hashlib.sha256(p.read_bytes()).hexdigest()
-    facts: dict[str, Any] = {"sha256": digest, "width": None, "height": None, "taken_at": None,
-                             "latitude": None, "longitude": None}
-    try:
-        with Image.open(p) as img:
-            facts["width"], facts["height"] = img.size
-            exif = img.getexif()
-            stamp = exif.get_ifd(ExifTags.IFD.Exif).get(ExifTags.Base.DateTimeOriginal) or exif.get(
-                ExifTags.Base.DateTime)
-            if isinstance(stamp, str) and len(stamp) >= 19:
-                facts["taken_at"] = stamp[:10].replace(":", "-") + "T" + stamp[11:19]
-            gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
-            if gps.get(2) and gps.get(4):
-                facts["latitude"] = _gps_degrees(gps[2], str(gps.get(1, "N")))
-                facts["longitude"] = _gps_degrees(gps[4], str(gps.get(3, "E")))
-    except (OSError, ValueError, SyntaxError):
-        pass  # a photo PIL cannot read still has its sha256; the record says why it failed
-    return facts
+    """sha256, upright size, and EXIF capture time and GPS position where the photo has them."""
+    return file_facts(path)
 
 
 @dataclass
@@ -295,7 +279,17 @@ def add_record(engine: Engine, record: dict, photo_path: str | os.PathLike, *, s
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}")
-    facts = facts or photo_facts(photo_path)
+    seen = record.get("sha256")
+    try:
+        facts = facts or photo_facts(photo_path)
+    except OSError:
+        if not seen:
+            raise
+        facts = {"sha256": ""}  # the photo is gone since the models saw it: the record's own facts below
+    if seen and facts["sha256"] != seen:
+        # the file changed after the models saw it: the answer belongs to the bytes they saw, not to these
+        facts = {"sha256": seen, "width": record.get("width"), "height": record.get("height"), "taken_at": None,
+                 "latitude": None, "longitude": None}
     for attempt in range(3):
         try:
             with engine.begin() as conn:
@@ -312,8 +306,10 @@ def _add_record(conn: Connection, record: dict, photo_path: str | os.PathLike, s
     if photo_id is None:
         # the size of the photo the boxes belong to: the record's, upright (EXIF-rotated), as the models saw it
         width, height = record.get("width") or facts["width"], record.get("height") or facts["height"]
+        where = str(Path(photo_path).resolve())
         photo_id = conn.execute(insert(photos).values(
-            sha256=facts["sha256"], path=str(Path(photo_path).resolve()), width=width, height=height,
+            sha256=facts["sha256"], path=display_name(where), path_bytes=os.fsencode(where), width=width,
+            height=height,
             taken_at=facts["taken_at"], latitude=facts["latitude"], longitude=facts["longitude"],
             added_at=now())).inserted_primary_key[0]  # type: ignore[index]
     settings = settings_id or record.get("settings_id") or ""
@@ -324,7 +320,7 @@ def _add_record(conn: Connection, record: dict, photo_path: str | os.PathLike, s
         return StoredRecord(int(existing), False)
     prediction_id = conn.execute(insert(predictions).values(
         photo_id=photo_id, model_version=record["model_version"], settings_id=settings,
-        source=source, file=record["file"], status=record["status"], failure=record.get("failure"),
+        source=source, file=display_name(record["file"]), status=record["status"], failure=record.get("failure"),
         created_at=now())).inserted_primary_key[0]  # type: ignore[index]
     boxes = [(d, False) for d in record.get("detections", [])] + [(d, True) for d in record.get("dropped", [])]
     if boxes:
@@ -337,11 +333,22 @@ def _add_record(conn: Connection, record: dict, photo_path: str | os.PathLike, s
     return StoredRecord(int(prediction_id), True)
 
 
-def stored_files(engine: Engine, model_version: str, settings_id: str) -> set[str]:
-    """Record ids (``file``) already stored for a model pair and settings: a resumed run skips hashing those."""
+def stored_photos(engine: Engine, model_version: str, settings_id: str) -> set[str]:
+    """sha256 of the photos already stored for a model pair and settings.
+
+    A resumed run's catch-up matches its records by content, never by relative name: cameras name every card
+    ``IMG_0001.jpg``, and another folder's photo of that name is another photo.
+    """
     with engine.connect() as conn:
-        return {row.file for row in conn.execute(select(predictions.c.file).where(
-            predictions.c.model_version == model_version, predictions.c.settings_id == settings_id))}
+        return {row.sha256 for row in conn.execute(
+            select(photos.c.sha256).join(predictions, predictions.c.photo_id == photos.c.id).where(
+                predictions.c.model_version == model_version, predictions.c.settings_id == settings_id))}
+
+
+def stored_path(row: Mapping[str, Any]) -> str:
+    """The photo's path as the file system has it (``path_bytes``), else the text form."""
+    raw = row.get("path_bytes")
+    return os.fsdecode(bytes(raw)) if raw else row["path"]
 
 
 # ---- reviews ------------------------------------------------------------------------------------------
@@ -391,7 +398,8 @@ def detection_rows(engine: Engine, *, include_dropped: bool = True, newest_only:
     """
     latest = (select(reviews.c.detection_id, func.max(reviews.c.id).label("rid"))
               .group_by(reviews.c.detection_id).subquery())
-    query = (select(detections, photos.c.path, photos.c.sha256, photos.c.width.label("photo_width"),
+    query = (select(detections, photos.c.path, photos.c.path_bytes, photos.c.sha256,
+                    photos.c.width.label("photo_width"),
                     photos.c.height.label("photo_height"), photos.c.taken_at, photos.c.latitude, photos.c.longitude,
                     photos.c.added_at, predictions.c.model_version, predictions.c.source, predictions.c.file,
                     predictions.c.created_at.label("predicted_at"), photos.c.id.label("photo_id"),

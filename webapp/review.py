@@ -14,7 +14,7 @@ from core.taxonomy import normalise_name, species_index
 from pipeline.predictor import Pipeline
 from pipeline.render import draw_detections
 from review.queue import flagged_taxa, review_queue
-from review.store import add_review, detection_rows
+from review.store import add_review, detection_rows, stored_path
 from webapp.cards import card_html
 from webapp.text import esc, lang_code, t
 
@@ -50,7 +50,7 @@ class ReviewPage:
         ids = [r["id"] for r in queue]
         row = queue[(ids.index(after) + 1) % len(queue)] if after in ids else queue[0]
         try:
-            photo = read_image(row["path"])
+            photo = read_image(stored_path(row))
         except ImageReadError as exc:
             photo, head = None, head + f'<p class="tl-message">{esc(exc)}</p>'
         detection = {"taxon": row["taxon"], "reason": row["reason"], "rank": row["rank"], "top": row["top"] or [],

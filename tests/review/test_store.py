@@ -222,6 +222,7 @@ def test_camtrap_dp_validates_with_frictionless(tiny_models, tmp_path):
     assert errors and any("fileMediatype" in e or "pattern" in e for e in errors)
     # a folder whose photos carry no GPS needs the camera's position
     record = json.loads((tmp_path / "out" / "results.json").read_text())["images"][0]
+    record = {**record, "sha256": None}  # the record of another photo, not of these bytes
     st.add_record(engine, record, _exif_photo(tmp_path / "elsewhere" / "q.jpg", seed=9, gps=False), source="app")
     with pytest.raises(ValueError, match="elsewhere: its photos have no GPS position"):
         export_camtrapdp(engine, tmp_path / "dp2")

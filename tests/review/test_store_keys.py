@@ -67,7 +67,7 @@ def test_a_real_v2_store_is_upgraded_keeping_its_rows_and_its_boxes(tmp_path):
                                                   reason="rolled_up", dropped=False))
     raw.dispose()
     engine = st.open_store(path)
-    assert st.schema_version(engine) == 3
+    assert st.schema_version(engine) == st.SCHEMA_VERSION
     rows = st.detection_rows(engine)
     assert [(r["taxon"], r["settings_id"], r["file"]) for r in rows] == [("Vespa", "", "x.jpg")]
     record = {"file": "x.jpg", "status": "ok", "model_version": "d+c", "width": 10, "height": 10,
