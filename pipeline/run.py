@@ -290,6 +290,41 @@ def _run_locked(pipe: Pipeline, folder: Path, out: Path, files: list[str], unlis
                 ) -> dict:
     if run.ray is not None and (run.save_annotated or run.save_crops):
         raise ValueError("--save-annotated and --save-crops need the photos in this process: not with --engine ray")
+    info, run_id = _check_resume(pipe, folder, out)
+    jsonl = out / "results.jsonl"
+    done = _repair_and_read(jsonl)
+    if run.save_annotated or run.save_crops:
+        done = _redo_extras(out, folder, jsonl, done, run, pipe.classifier.preprocessing.crop_padding)
+    todo = [f for f in files if f not in done]
+    if done:
+        LOGGER.info("resuming: %d of %d photos already done", len(files) - len(todo), len(files))
+    engine = open_store(run.store_url) if run.store_url else None
+    try:
+        start = time.perf_counter()
+        _answer(pipe, folder, out, files, todo, run, run_id, jsonl, engine)
+        elapsed = time.perf_counter() - start
+        done = _repair_and_read(jsonl)
+        records = [done[f] for f in files if f in done]
+        if engine is not None:
+            _store_catch_up(engine, records, folder, run_id, pipe.model_version)
+            info["store"] = run.store_url
+    finally:
+        if engine is not None:
+            engine.dispose()
+    info["finished"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    info["timings"] = {"seconds_this_run": round(elapsed, 2), "photos_this_run": len(todo),
+                       "photos_per_second": round(len(todo) / elapsed, 3) if elapsed and todo else None}
+    info["summary"] = summarize_records(records)
+    info["unlisted_folders"] = unlisted
+    result = {"info": info, "images": records}
+    atomic_write_json(out / "results.json", result, indent=1)
+    write_exports(list(run.formats), records, info, out, pipe.detector.class_names, pipe.classifier.class_names,
+                  run.coco_gt)
+    return result
+
+
+def _check_resume(pipe: Pipeline, folder: Path, out: Path) -> tuple[dict[str, Any], str]:
+    """``results.json``'s info and this run's settings_id; refuses an output folder of another run."""
     info: dict[str, Any] = {"taxolens_version": taxolens_version(), "folder": str(folder.resolve()),
                             "detector": model_info(pipe.detector.info["path"], pipe.detector.info),
                             "classifier": model_info(pipe.classifier.info["path"], pipe.classifier.info),
@@ -306,22 +341,21 @@ def _run_locked(pipe: Pipeline, folder: Path, out: Path, files: list[str], unlis
         if previous is not None and {k: v for k, v in previous.items() if k != "settings_id"} != identity:
             raise ResumeError(f"{out}: holds a run with other models, folder or settings ({run_json}); "
                               "use another --out, or delete that folder to start again")
-
     jsonl = out / "results.jsonl"
-    done = _repair_and_read(jsonl)
-    other = [r["file"] for r in done.values() if r.get("settings_id") != run_id]
+    other = [r["file"] for r in _repair_and_read(jsonl).values() if r.get("settings_id") != run_id]
     if other:
         raise ResumeError(f"{jsonl}: {len(other)} photo(s) (first: {other[0]}) were decided with other models or "
                           "settings (their settings_id differs); use another --out, or delete that folder to "
                           "start again")
     atomic_write_json(run_json, identity | {"settings_id": run_id})
-    engine = open_store(run.store_url) if run.store_url else None
-    stored = stored_photos(engine, pipe.model_version, run_id) if engine is not None else set()
-    todo = [f for f in files if f not in done]
-    if done:
-        LOGGER.info("resuming: %d of %d photos already done", len(files) - len(todo), len(files))
-    start = time.perf_counter()
+    return info, run_id
+
+
+def _answer(pipe: Pipeline, folder: Path, out: Path, files: list[str], todo: list[str], run: FolderRun,
+            run_id: str, jsonl: Path, engine: Any) -> None:
+    """Answer the photos still to do: each record appended to ``results.jsonl`` at once, then stored."""
     padding = pipe.classifier.preprocessing.crop_padding
+    stored = stored_photos(engine, pipe.model_version, run_id) if engine is not None else set()
     bar = tqdm(total=len(files), initial=len(files) - len(todo), desc="photos", unit="photo", smoothing=0.1)
     produced = (_ray_records(pipe, folder, todo, run.batch_size, run.ray) if run.ray is not None
                 else _local_records(pipe, folder, todo, run.batch_size, run.workers))
@@ -337,34 +371,59 @@ def _run_locked(pipe: Pipeline, folder: Path, out: Path, files: list[str], unlis
                 if problems:
                     record["warnings"] = problems
             record["settings_id"] = run_id
-            fh.write(to_json(record) + "\n")
-            fh.flush()
-            if engine is not None and record["status"] == STATUS_OK:
+            try:
+                fh.write(to_json(record) + "\n")
+                fh.flush()
+            except OSError as exc:
+                raise OSError(f"{jsonl}: could not be written ({exc.strerror or exc}); free some space and run the "
+                              "same command again: it resumes after the last photo written") from None
+            if engine is not None and record["status"] == STATUS_OK and record.get("sha256") not in stored:
                 add_record(engine, record, folder / item["file"], source="run", settings_id=run_id,
                            facts=item.get("facts"))
                 stored.add(record.get("sha256") or "")
             bar.update(1)
         os.fsync(fh.fileno())
     bar.close()
-    elapsed = time.perf_counter() - start
-    done = _repair_and_read(jsonl)
-    records = [done[f] for f in files if f in done]
-    if engine is not None:  # photos a killed run finished before its store write, matched by content
-        for r in records:
-            digest = r.get("sha256") or _file_sha256(folder / r["file"]) if r["status"] == STATUS_OK else None
-            if digest is not None and digest not in stored:
-                add_record(engine, r, folder / r["file"], source="run", settings_id=run_id)
-        info["store"] = run.store_url
-    info["finished"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    info["timings"] = {"seconds_this_run": round(elapsed, 2), "photos_this_run": len(todo),
-                       "photos_per_second": round(len(todo) / elapsed, 3) if elapsed and todo else None}
-    info["summary"] = summarize_records(records)
-    info["unlisted_folders"] = unlisted
-    result = {"info": info, "images": records}
-    atomic_write_json(out / "results.json", result, indent=1)
-    write_exports(list(run.formats), records, info, out, pipe.detector.class_names, pipe.classifier.class_names,
-                  run.coco_gt)
-    return result
+
+
+def _store_catch_up(engine: Any, records: list[dict], folder: Path, run_id: str, model_version: str) -> None:
+    """Photos a killed run finished before its store write, matched by content (never by relative name)."""
+    stored = stored_photos(engine, model_version, run_id)
+    for r in records:
+        digest = (r.get("sha256") or _file_sha256(folder / r["file"])) if r["status"] == STATUS_OK else None
+        if digest is not None and digest not in stored:
+            add_record(engine, r, folder / r["file"], source="run", settings_id=run_id)
+            stored.add(digest)
+
+
+def _redo_extras(out: Path, folder: Path, jsonl: Path, done: dict[str, dict], run: FolderRun,
+                 padding: float) -> dict[str, dict]:
+    """On a resume: annotated photos and crops a full disk (or any write error) kept from being written, again.
+
+    A record whose outputs were not all written carries ``warnings``; they are written now, and the record
+    is rewritten without them when they are.
+    """
+    from core.io import read_image
+
+    fixed = 0
+    for name, record in done.items():
+        if record.get("status") != STATUS_OK or not record.get("warnings"):
+            continue
+        try:
+            image = read_image(folder / name)
+        except Exception as exc:  # the photo is gone or changed: the warnings stay, saying so
+            LOGGER.warning("%s: outputs not written again (%s)", folder / name, exc)
+            continue
+        problems = _save_extras(out, name, image, record["detections"], run.save_annotated, run.save_crops, padding)
+        record.pop("warnings")
+        if problems:
+            record["warnings"] = problems
+        else:
+            fixed += 1
+    if fixed:
+        LOGGER.info("resuming: the outputs of %d photo(s) that could not be written before were written now", fixed)
+        atomic_write_text(jsonl, "".join(to_json(r) + "\n" for r in done.values()))
+    return done
 
 
 def get_args_parser() -> argparse.ArgumentParser:

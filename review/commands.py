@@ -30,10 +30,10 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
 def _open(args: argparse.Namespace):
     from review.store import open_store
 
-    if "://" not in args.store_url and not Path(args.store_url).is_file():
+    if "://" not in args.store_url and not Path(args.store_url).exists():
         raise FileNotFoundError(f"{args.store_url}: no store there (taxolens run --store, or the app's "
                                 "'keep for review' box, creates it)")
-    return open_store(args.store_url)
+    return open_store(args.store_url, writable=False)
 
 
 def stats_main(argv: Sequence[str] | None = None) -> int:

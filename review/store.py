@@ -15,8 +15,12 @@ time), ``detections`` (each box with its answer: taxon, rank, reason, probabilit
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
+import logging
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,12 +49,13 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.schema import CreateTable
 
 from core.answers import REASON_NO_ORGANISM
 from core.io import display_name, file_facts
 
+LOGGER = logging.getLogger(__name__)
 SOURCES = ("run", "app")
 #: what an expert can answer about a detection
 ACTIONS = ("accept", "correct", REASON_NO_ORGANISM, "redraw")
@@ -208,43 +213,186 @@ def store_url(location: str | os.PathLike) -> str:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; two writers queue
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA busy_timeout=1000")  # then with_lock_wait waits on, saying so, up to its limit
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
-def open_store(location: str | os.PathLike, migrations: Sequence[tuple[int, str, Callable]] = MIGRATIONS) -> Engine:
-    """Open (creating or upgrading) the store at a path or URL.
+#: how long a write waits for a lock held by another writer (another run, a reviewer) before it gives up
+LOCK_WAIT_SECONDS = 120
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _sqlite_file(location: str | os.PathLike, url: str, writable: bool) -> tuple[str, bool]:
+    """Check an SQLite store's file before SQLAlchemy touches it; returns (URL to open, read-only?).
 
     Raises:
-        StoreError: the store was written by a newer taxolens, or cannot be opened.
+        StoreError: one line naming the file and what is wrong (a folder, not SQLite, read-only for a write).
+    """
+    path = Path(url[len("sqlite:///"):])
+    if path.is_dir():
+        raise StoreError(f"{location}: is a folder, not a store; name a file (e.g. runs/taxolens-store.sqlite)")
+    if path.is_file() and path.stat().st_size:
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(16)
+        except OSError as exc:
+            raise StoreError(f"{location}: cannot be read ({exc.strerror or exc})") from exc
+        if head != SQLITE_HEADER:
+            raise StoreError(f"{location}: not a taxolens store (not an SQLite database: it begins {head[:8]!r}); "
+                             "move it aside or name another --store-url")
+    folder = path.parent
+    if not path.exists():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{location}: its folder cannot be made ({exc.strerror or exc})") from exc
+        if not os.access(folder, os.W_OK):
+            raise StoreError(f"{location}: cannot be created: {folder} is read-only")
+        return url, False
+    # SQLite writes its journal beside the file: both the file and its folder must be writable
+    read_only = not (os.access(path, os.W_OK) and os.access(folder, os.W_OK))
+    if read_only and writable:
+        raise StoreError(f"{location}: read-only (the file or its folder); it can be read (taxolens review stats, "
+                         "the exports) but not written: copy it somewhere writable, or name another --store-url")
+    if read_only:
+        return _read_only_url(path), True
+    return url, False
+
+
+def _read_only_url(path: Path) -> str:
+    """Read-only, with the write-ahead log where SQLite can read it, else the file as it is (immutable)."""
+    import sqlite3
+
+    plain = f"file:{path}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(plain, uri=True)) as probe:
+            probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return f"sqlite:///{plain}&uri=true"
+    except sqlite3.Error:  # a folder SQLite cannot write its shared-memory file in: read the main file alone
+        return f"sqlite:///file:{path}?mode=ro&immutable=1&uri=true"
+
+
+def _unusable(location: str | os.PathLike, exc: Exception) -> StoreError:
+    """A database error as one line that names the store and says how to recover."""
+    message = " ".join(str(getattr(exc, "orig", exc) or exc).split())  # one line
+    if "full" in message:
+        return StoreError(f"{location}: the disk is full ({message}); nothing more was written: free some space "
+                          "and run the same command again (results already written stay; finished photos are stored "
+                          "when "
+                          "it resumes)")
+    if "locked" in message or "busy" in message:
+        return StoreError(f"{location}: locked by another writer for more than {LOCK_WAIT_SECONDS} s (another "
+                          "taxolens run, or a reviewer's app); nothing more was written: run the same command again "
+                          "once it is free")
+    if "readonly" in message or "read-only" in message:
+        return StoreError(f"{location}: read-only ({message}); copy it somewhere writable or name another --store-url")
+    return StoreError(f"{location}: the store is damaged ({message}); recover what it holds with `sqlite3 {location} "
+                      ".recover | sqlite3 recovered.sqlite` and use that, or name another --store-url")
+
+
+def with_lock_wait(location: str | os.PathLike, action: Callable[[], Any]) -> Any:
+    """Run a store write; while another writer holds the lock, wait (saying so once), up to LOCK_WAIT_SECONDS.
+
+    Raises:
+        StoreError: the lock was not freed in time, the disk is full, or the store is damaged (one line).
+    """
+    start, told = time.monotonic(), False
+    while True:
+        try:
+            return action()
+        except OperationalError as exc:
+            message = str(exc.orig or exc)
+            if ("locked" not in message and "busy" not in message) or time.monotonic() - start >= LOCK_WAIT_SECONDS:
+                raise _unusable(location, exc) from exc
+            if not told:
+                LOGGER.warning("%s: locked by another writer; waiting up to %d s", location, LOCK_WAIT_SECONDS)
+                told = True
+            time.sleep(0.25)
+        except DatabaseError as exc:
+            raise _unusable(location, exc) from exc
+
+
+def _sqlite_read_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+def open_store(location: str | os.PathLike, migrations: Sequence[tuple[int, str, Callable]] = MIGRATIONS, *,
+               writable: bool = True) -> Engine:
+    """Open (creating or upgrading) the store at a path or URL.
+
+    ``writable=False`` (the review commands and exports) also opens a store on read-only media, as it is.
+
+    Raises:
+        StoreError: one line naming the store: a folder, not a store, damaged (checked before the schema
+            version), read-only where a write is needed, locked too long, on a full disk, or written by a
+            newer taxolens.
     """
     url = store_url(location)
+    read_only = False
     if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        url, read_only = _sqlite_file(location, url, writable)
     engine = create_engine(url)
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
-    with engine.begin() as conn:
-        migrations_table.create(conn, checkfirst=True)
-    with engine.connect() as conn:
-        applied = {row.version for row in conn.execute(select(migrations_table.c.version))}
+        event.listen(engine, "connect", _sqlite_pragmas if not read_only else _sqlite_read_pragmas)
+        _check_integrity(location, engine)
+    try:
+        applied = _applied(location, engine, read_only)
+    except (OperationalError, DatabaseError) as exc:
+        raise _unusable(location, exc) from exc
     known = {v for v, _, _ in migrations}
     if applied - known:
         raise StoreError(f"{location}: written by a newer taxolens (schema version {max(applied)}, this one knows "
                          f"{max(known)}); upgrade taxolens")
+    if read_only:
+        if known - applied:
+            raise StoreError(f"{location}: read-only and written by an older taxolens (schema version "
+                             f"{max(applied, default=0)}); copy it somewhere writable once so it can be upgraded")
+        return engine
     for version, name, step in migrations:
-        if version in applied:
-            continue
-        try:
-            with engine.begin() as conn:
-                step(conn)
-                conn.execute(insert(migrations_table).values(version=version, name=name, applied_at=now()))
-        except IntegrityError:  # another process applied it at the same moment
-            continue
+        if version not in applied:
+            with_lock_wait(location, functools.partial(_migrate, engine, version, name, step))
     if engine.dialect.name == "sqlite" and len(applied) < len(migrations):
         engine.dispose()  # a migration may have turned foreign keys off on its connection: start afresh
     return engine
+
+
+def _check_integrity(location: str | os.PathLike, engine: Engine) -> None:
+    """SQLite's quick_check before anything else: a store damaged in the middle is said to be damaged."""
+    try:
+        with engine.connect() as conn:
+            problems = [row[0] for row in conn.execute(text("PRAGMA quick_check"))]
+    except (OperationalError, DatabaseError) as exc:
+        raise _unusable(location, exc) from exc
+    if problems != ["ok"]:
+        first = " ".join(problems[0].split())
+        raise StoreError(f"{location}: the store is damaged ({first}); recover what it holds with `sqlite3 "
+                         f"{location} .recover | sqlite3 recovered.sqlite` and use that, or name another --store-url")
+
+
+def _applied(location: str | os.PathLike, engine: Engine, read_only: bool) -> set[int]:
+    if not read_only:
+        with_lock_wait(location, lambda: _create_migrations_table(engine))
+    elif not inspect(engine).has_table("schema_migrations"):
+        raise StoreError(f"{location}: not a taxolens store (an SQLite database without its tables)")
+    with engine.connect() as conn:
+        return {row.version for row in conn.execute(select(migrations_table.c.version))}
+
+
+def _create_migrations_table(engine: Engine) -> None:
+    with engine.begin() as conn:
+        migrations_table.create(conn, checkfirst=True)
+
+
+def _migrate(engine: Engine, version: int, name: str, step: Callable[[Connection], None]) -> None:
+    try:
+        with engine.begin() as conn:
+            step(conn)
+            conn.execute(insert(migrations_table).values(version=version, name=name, applied_at=now()))
+    except IntegrityError:  # another process applied it at the same moment
+        pass
 
 
 def schema_version(engine: Engine) -> int:
@@ -290,14 +438,23 @@ def add_record(engine: Engine, record: dict, photo_path: str | os.PathLike, *, s
         # the file changed after the models saw it: the answer belongs to the bytes they saw, not to these
         facts = {"sha256": seen, "width": record.get("width"), "height": record.get("height"), "taken_at": None,
                  "latitude": None, "longitude": None}
-    for attempt in range(3):
-        try:
-            with engine.begin() as conn:
-                return _add_record(conn, record, photo_path, source, settings_id, facts)
-        except IntegrityError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    def once() -> StoredRecord:
+        for attempt in range(3):
+            try:
+                with engine.begin() as conn:
+                    return _add_record(conn, record, photo_path, source, settings_id, facts)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    return with_lock_wait(where(engine), once)
+
+
+def where(engine: Engine) -> str:
+    """The store as the messages name it: its file, or its URL without a password."""
+    url = engine.url
+    return url.database if url.get_backend_name() == "sqlite" and url.database else url.render_as_string(True)
 
 
 def _add_record(conn: Connection, record: dict, photo_path: str | os.PathLike, source: str,
@@ -372,15 +529,19 @@ def add_review(engine: Engine, detection_id: int, *, reviewer: str, action: str,
         raise ValueError("a correction needs the taxon")
     if action == "redraw" and (box is None or len(box) != 4 or min(box[2], box[3]) <= 0):
         raise ValueError("a redrawn box needs x, y, width, height with a positive size")
-    with engine.begin() as conn:
-        row = conn.execute(select(detections.c.taxon).where(detections.c.id == detection_id)).first()
-        if row is None:
-            raise ValueError(f"detection {detection_id} is not in the store")
-        answer = None if action == REASON_NO_ORGANISM else (taxon.strip() if taxon and taxon.strip() else row.taxon)
-        x, y, w, h = (float(v) for v in box) if action == "redraw" and box is not None else (None,) * 4
-        return int(conn.execute(insert(reviews).values(
-            detection_id=detection_id, reviewer=reviewer.strip(), action=action, taxon=answer, x=x, y=y, w=w, h=h,
-            created_at=now())).inserted_primary_key[0])  # type: ignore[index]
+    def once() -> int:
+        with engine.begin() as conn:
+            row = conn.execute(select(detections.c.taxon).where(detections.c.id == detection_id)).first()
+            if row is None:
+                raise ValueError(f"detection {detection_id} is not in the store")
+            answer = None if action == REASON_NO_ORGANISM else (taxon.strip() if taxon and taxon.strip()
+                                                                else row.taxon)
+            x, y, w, h = (float(v) for v in box) if action == "redraw" and box is not None else (None,) * 4
+            return int(conn.execute(insert(reviews).values(
+                detection_id=detection_id, reviewer=reviewer.strip(), action=action, taxon=answer, x=x, y=y, w=w,
+                h=h, created_at=now())).inserted_primary_key[0])  # type: ignore[index]
+
+    return int(with_lock_wait(where(engine), once))
 
 
 def review_history(engine: Engine, detection_id: int) -> list[dict]:

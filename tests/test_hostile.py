@@ -10,6 +10,8 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import make_scene
 from tools.cli import main as cli
 
@@ -58,3 +60,215 @@ def test_a_file_name_that_is_not_utf8_is_answered_and_kept_as_written_everywhere
     assert _run(tiny_models, folder, out, "--format", "csv") == 0
     again = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert [r["file"] for r in again["images"]] == files
+
+
+def test_the_store_catch_up_matches_photos_by_content_not_by_relative_name(tiny_models, tmp_path):
+    """Cameras name every card IMG_0001.jpg: folder B's is another photo than folder A's."""
+    from review import store as st
+
+    for folder, seed in (("A", 1), ("B", 2)):
+        make_scene(tmp_path / folder / "IMG_0001.jpg", [(8, 8, 30, 24)], seed=seed)
+    store = tmp_path / "s.sqlite"
+    assert _run(tiny_models, tmp_path / "A", tmp_path / "outA", "--store", "--store-url", store) == 0
+    # B's run finished its results but was cut before its store writes (as a kill -9 there does)
+    assert _run(tiny_models, tmp_path / "B", tmp_path / "outB") == 0
+    assert _run(tiny_models, tmp_path / "B", tmp_path / "outB", "--store", "--store-url", store) == 0
+    rows = st.photo_rows(st.open_store(store))
+    assert len({r["sha256"] for r in rows}) == 2, "folder B's IMG_0001.jpg never reached the store"
+
+
+def test_a_photo_rewritten_after_the_models_saw_it_is_stored_as_they_saw_it(tiny_models, tmp_path):
+    from core.io import read_photo
+    from review import store as st
+
+    photo = make_scene(tmp_path / "p.jpg", [(8, 8, 30, 24)], size=(96, 80), seed=1)
+    _, facts = read_photo(photo)
+    record = {"file": "p.jpg", "status": "ok", "model_version": "d+c", "width": 96, "height": 80,
+              "detections": [{"box": [50, 40, 40, 30], "taxon": "Vespa", "reason": "rolled_up", "top": []}],
+              "dropped": [], "sha256": facts["sha256"]}
+    make_scene(photo, [(1, 1, 5, 5)], size=(40, 30), seed=9)  # a sync client rewrote it meanwhile
+    engine = st.open_store(tmp_path / "s.sqlite")
+    st.add_record(engine, record, photo, source="run", settings_id="x")
+    row = st.photo_rows(engine)[0]
+    assert (row["sha256"], row["width"], row["height"]) == (facts["sha256"], 96, 80)
+
+
+@pytest.mark.parametrize("cell,safe", [
+    ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"), ("+1+2", "'+1+2"), ("-2+3", "'-2+3"),
+    ("@SUM(A1)", "'@SUM(A1)"), ("\tcmd", "'\tcmd"), ("\rcmd", "'\rcmd"), ("-0.5", "-0.5"), ("+3", "+3"),
+    (-0.5, -0.5), (3, 3), ("Vespa velutina", "Vespa velutina"), ("", ""), (None, None),
+    (os.fsdecode(LATIN1), "caf\\xe9.jpg"),
+])
+def test_csv_cells_are_neutralised_and_numbers_stay_numbers(cell, safe):
+    from core.io import csv_cell
+
+    assert csv_cell(cell) == safe
+
+
+def test_no_formula_reaches_any_csv_we_write(tiny_models, tmp_path):
+    """results.csv, the app's batch CSV, Darwin Core's occurrence.txt and Camtrap DP's tables."""
+    from pipeline.predictor import Pipeline
+    from pipeline.settings import InferenceSettings
+    from review import store as st
+    from review.exports import export_camtrapdp, export_dwc
+    from webapp.identify import IdentifyPage
+
+    folder = tmp_path / "photos"
+    for i, name in enumerate(("=cmd.jpg", "@SUM.jpg", "+x.jpg")):
+        make_scene(folder / name, [(8, 8, 30, 24)], seed=i)
+    store = tmp_path / "s.sqlite"
+    assert _run(tiny_models, folder, tmp_path / "out", "--format", "csv", "--store", "--store-url", store,
+                "--threshold", "0.0") == 0
+
+    def cells(text: str, delimiter=","):
+        return [c for row in csv.reader(text.splitlines(), delimiter=delimiter) for c in row]
+
+    def no_formula(found):
+        bad = [c for c in found if c and c[0] in "=+@" and not c[0] == "'"]
+        assert not bad, bad
+        return found
+
+    assert "'=cmd.jpg" in no_formula(cells((tmp_path / "out" / "results.csv").read_text(encoding="utf-8")))
+    page = IdentifyPage(Pipeline.from_files(*tiny_models, InferenceSettings(device="cpu", score_threshold=0.0)))
+    _, batch_csv = page.batch([str(folder / "=cmd.jpg")], 0.0, 0.0)
+    assert "'=cmd.jpg" in no_formula(cells(Path(batch_csv).read_text(encoding="utf-8")))
+    engine = st.open_store(store)
+    row = st.detection_rows(engine)[0]
+    st.add_review(engine, row["id"], reviewer="=evil()", action="correct", taxon="@Vespa")
+    export_dwc(engine, tmp_path / "dwc.zip")
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "dwc.zip") as z:
+        occurrence = z.read("occurrence.txt").decode("utf-8")
+    assert "'=evil()" in no_formula(cells(occurrence, "\t")) and "'@Vespa" in cells(occurrence, "\t")
+    export_camtrapdp(engine, tmp_path / "dp", latitude=42.1, longitude=-8.2)
+    for table in ("media.csv", "observations.csv"):
+        no_formula(cells((tmp_path / "dp" / table).read_text(encoding="utf-8")))
+    assert "'=cmd.jpg" in cells((tmp_path / "dp" / "media.csv").read_text(encoding="utf-8"))
+
+
+def _stored_run(tiny_models, tmp_path, n=3):
+    folder = tmp_path / "photos"
+    for i in range(n):
+        make_scene(folder / f"p{i}.jpg", [(8, 8, 30, 24)], seed=i)
+    store = tmp_path / "s.sqlite"
+    assert _run(tiny_models, folder, tmp_path / "out", "--store", "--store-url", store) == 0
+    return folder, store
+
+
+def _random_bytes(path: Path) -> None:
+    path.write_bytes(os.urandom(8192))
+
+
+def _truncated(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+
+
+def _damaged_in_the_middle(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    page = 4096
+    for i in range(page + 100, min(len(data), 3 * page)):  # the schema's table pages, the header intact
+        data[i] = 0xA5
+    path.write_bytes(bytes(data))
+
+
+def _a_folder(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    path.mkdir()
+
+
+@pytest.mark.parametrize("spoil,says", [
+    (_random_bytes, "not a taxolens store (not an SQLite database"),
+    (_truncated, "damaged"),
+    (_damaged_in_the_middle, "damaged"),
+    (_a_folder, "is a folder, not a store"),
+])
+def test_an_unusable_store_is_one_line_and_costs_nothing(tiny_models, tmp_path, capsys, spoil, says):
+    import gc
+
+    folder, store = _stored_run(tiny_models, tmp_path)
+    from review import store as st
+
+    gc.collect()  # no connection of the first run left to write the log back into the spoiled file
+    st.open_store(store).dispose()
+    for suffix in ("-wal", "-shm"):  # everything in the main file, as a copied store has it
+        Path(str(store) + suffix).unlink(missing_ok=True)
+    spoil(store)
+    capsys.readouterr()
+    make_scene(folder / "p9.jpg", [(8, 8, 30, 24)], seed=9)  # one more photo to answer
+    assert _run(tiny_models, folder, tmp_path / "out", "--store", "--store-url", store) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"{store}: " in err and says in err and "Traceback" not in err and "newer taxolens" not in err
+    # what was done stays, and the run completes with a usable store
+    assert len((tmp_path / "out" / "results.jsonl").read_text().splitlines()) == 3
+    assert _run(tiny_models, folder, tmp_path / "out") == 0
+    assert cli(["review", "stats", "--store-url", str(store)]) == 2 and says in capsys.readouterr().err
+
+
+def test_read_only_checks_use_the_access_rules(tiny_models, tmp_path, capsys, monkeypatch):
+    """Root can write anything, so the media's read-only state is simulated where access() is asked."""
+    folder, store = _stored_run(tiny_models, tmp_path)
+    from review import store as st
+
+    st.open_store(store).dispose()
+    real_access = os.access
+    monkeypatch.setattr(st.os, "access", lambda p, mode: False if mode == os.W_OK else real_access(p, mode))
+    capsys.readouterr()
+    assert cli(["review", "stats", "--store-url", str(store)]) == 0
+    assert json.loads(capsys.readouterr().out)["photos"] == 3
+    assert cli(["review", "export-dwc", "--store-url", str(store), "--out", str(tmp_path / "dwc.zip")]) == 0
+    assert _run(tiny_models, folder, tmp_path / "out2", "--store", "--store-url", store) == 2
+    assert "read-only" in capsys.readouterr().err
+
+
+def test_a_full_disk_under_the_store_is_one_line_and_the_resume_completes(tiny_models, tmp_path, capsys,
+                                                                          monkeypatch):
+    """SQLite's max_page_count makes the store's 'disk' full for real (SQLITE_FULL)."""
+    from review import store as st
+
+    folder = tmp_path / "photos"
+    for i in range(6):
+        make_scene(folder / f"p{i}.jpg", [(8, 8, 30, 24)], seed=i)
+    store = tmp_path / "s.sqlite"
+    st.open_store(store).dispose()
+    pages = len(store.read_bytes()) // 4096 + 1
+    real = st._sqlite_pragmas
+
+    def tiny_disk(conn, record):
+        real(conn, record)
+        conn.execute(f"PRAGMA max_page_count={pages}")
+
+    monkeypatch.setattr(st, "_sqlite_pragmas", tiny_disk)
+    capsys.readouterr()
+    assert _run(tiny_models, folder, tmp_path / "out", "--store", "--store-url", store) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"{store}: the disk is full" in err and "Traceback" not in err
+    done = len((tmp_path / "out" / "results.jsonl").read_text().splitlines())
+    assert done >= 1
+    monkeypatch.setattr(st, "_sqlite_pragmas", real)
+    assert _run(tiny_models, folder, tmp_path / "out", "--store", "--store-url", store) == 0
+    assert st.stats(st.open_store(store))["photos"] == 6
+
+
+def test_a_lock_held_by_another_writer_is_waited_for_then_named(tiny_models, tmp_path, monkeypatch, caplog):
+    import sqlite3
+    import threading
+
+    from review import store as st
+
+    _, store = _stored_run(tiny_models, tmp_path, n=1)
+    engine = st.open_store(store)
+    record = json.loads((tmp_path / "out" / "results.json").read_text())["images"][0]
+    holder = sqlite3.connect(store, timeout=0, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    monkeypatch.setattr(st, "LOCK_WAIT_SECONDS", 2)
+    with pytest.raises(st.StoreError, match=r"locked by another writer for more than 2 s"):
+        st.add_record(engine, {**record, "settings_id": "other"}, tmp_path / "photos" / "p0.jpg", source="run")
+    threading.Timer(2.5, lambda: holder.execute("COMMIT")).start()  # freed after 2.5 s: the write waits
+    monkeypatch.setattr(st, "LOCK_WAIT_SECONDS", 30)
+    assert st.add_record(engine, {**record, "settings_id": "other"}, tmp_path / "photos" / "p0.jpg",
+                         source="run").added
+    assert "locked by another writer; waiting up to 30 s" in caplog.text
+    holder.close()
