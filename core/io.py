@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import fcntl
 import hashlib
 import io
@@ -246,9 +247,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], Any], mode: str 
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        failed = exc if isinstance(exc, OSError) else exc.__context__ if isinstance(exc.__context__, OSError) else None
+        if failed is not None or (isinstance(exc, RuntimeError) and "writ" in str(exc)):
+            # a full disk (or a quota, a yanked card): one line that names the file, not a chain of tracebacks
+            # (torch.save turns the OSError into a RuntimeError of its own)
+            reason = (failed.strerror or str(failed)) if failed is not None else str(exc).splitlines()[0][:120]
+            raise OSError(getattr(failed, "errno", None) or errno.EIO,
+                          f"could not be written ({reason}); free some space and run the same command again",
+                          str(target)) from None
         raise
 
 

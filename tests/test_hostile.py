@@ -272,3 +272,157 @@ def test_a_lock_held_by_another_writer_is_waited_for_then_named(tiny_models, tmp
                          source="run").added
     assert "locked by another writer; waiting up to 30 s" in caplog.text
     holder.close()
+
+
+def _classifier_file(path: Path, classes: list[str], input_size: int = 32, seed: int = 0) -> Path:
+    import torch
+
+    from classifier.models import Preprocessing, build_classifier
+    from core.modelfile import save_model_file
+
+    torch.manual_seed(seed)
+    model, _ = build_classifier("resnet18", len(classes), "none")
+    save_model_file(path, kind="classifier", state_dict=model.state_dict(),
+                    meta={"architecture": "resnet18", "class_names": classes, "threshold": 0.94,
+                          "preprocessing": Preprocessing(input_size=input_size, resize_size=input_size + 4).to_dict(),
+                          "class_thresholds": {}, "taxonomy": {}, "metrics": {}})
+    return path
+
+
+def _copy_stamp(src: Path, dst: Path) -> None:
+    import onnx
+
+    stamped = {p.key: p.value for p in onnx.load(str(src)).metadata_props}
+    model = onnx.load(str(dst))
+    del model.metadata_props[:]
+    for key, value in stamped.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(dst))
+
+
+def _garble_stamp(src: Path, dst: Path) -> None:
+    import onnx
+
+    model = onnx.load(str(dst))
+    for entry in model.metadata_props:
+        if entry.key == "taxolens_weights_sha256":
+            entry.value = "not json {"
+    onnx.save(model, str(dst))
+
+
+def _forge(src: Path, dst: Path) -> None:
+    """A careful forger: the release file's identity over the other file's own digest (the shapes catch it)."""
+    from core.modelfile import load_model_file
+    from core.onnxrt import stamp
+
+    stamp(dst, load_model_file(src.with_suffix(".pt"), "classifier"))
+
+
+@pytest.mark.parametrize("other,spoil,says", [
+    (["a", "b", "c"], _copy_stamp, "its stamp does not belong to its weights"),
+    (["a", "b", "c"], _garble_stamp, "its taxolens stamp is not readable"),
+    (["a", "b"], _forge, "gives 2 classes, but"),
+    ((["a", "b", "c"], 48), _forge, "takes input"),
+])
+def test_an_onnx_file_is_checked_against_its_own_weights_and_its_release_file(tiny_models, tmp_path, capsys,
+                                                                                other, spoil, says):
+    from classifier.onnx import export_onnx
+    from core.onnxrt import onnx_path
+
+    classes, size = other if isinstance(other, tuple) else (other, 32)
+    mine = _classifier_file(tmp_path / "mine.pt", ["Apis mellifera", "Formicidae", "Vespa velutina"])
+    theirs = _classifier_file(tmp_path / "theirs.pt", classes, size, seed=1)
+    export_onnx(mine, onnx_path(mine))
+    export_onnx(theirs, onnx_path(theirs))
+    shutil.copy(onnx_path(theirs), tmp_path / "swapped.onnx")
+    spoil(onnx_path(mine), tmp_path / "swapped.onnx")
+    shutil.copy(tmp_path / "swapped.onnx", onnx_path(mine))
+    from detector.onnx import export_onnx as export_detector
+
+    det = shutil.copy(tiny_models[0], tmp_path / "det.pt")
+    export_detector(det, onnx_path(det))
+    folder = tmp_path / "photos"
+    make_scene(folder / "p.jpg", [(8, 8, 30, 24)])
+    capsys.readouterr()
+    code = cli(["run", str(folder), "--detector", str(det), "--classifier", str(mine), "--out", str(tmp_path / "o"),
+                "--workers", "0", "--engine", "onnx"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{onnx_path(mine)}: " in err and says in err, err
+
+
+def test_a_full_disk_while_training_is_one_line_and_the_resume_works(tiny_classes, tmp_path, capsys, monkeypatch,
+                                                                     caplog):
+    import errno
+
+    import torch
+
+    from tests.classifier.test_train import FAST
+
+    out = tmp_path / "run"
+    args = ["classifier", "train", "--data", str(tiny_classes), "--out", str(out), "--no-eval", "--epochs", "2",
+            *FAST]
+    real_save, calls = torch.save, []
+
+    def disk_fills(obj, fh, *a, **kw):
+        calls.append(1)
+        if len(calls) >= 3:  # the first epoch's kept weights and checkpoint fit; then the disk is full
+            try:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            except OSError:
+                raise RuntimeError("[enforce fail at inline_container.cc:626] . PytorchStreamWriter failed "
+                                   "writing file data/0: file write failed") from None
+        return real_save(obj, fh, *a, **kw)
+
+    monkeypatch.setattr(torch, "save", disk_fills)
+    capsys.readouterr()
+    assert cli(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len([line for line in err if "error" in line]) == 1 and "Traceback" not in "\n".join(err)
+    assert "could not be written" in err[-1] and str(out) in err[-1]
+    monkeypatch.setattr(torch, "save", real_save)
+    caplog.set_level("INFO")
+    assert cli(args) == 0
+    assert "after epoch 1 of 2" in caplog.text
+
+
+def test_a_full_disk_during_a_folder_run_names_the_file_and_the_resume_redoes_the_outputs(tiny_models, tmp_path,
+                                                                                         capsys, monkeypatch):
+    import errno
+
+    from pipeline import run as prun
+
+    folder = tmp_path / "photos"
+    for i in range(3):
+        make_scene(folder / f"p{i}.jpg", [(8, 8, 30, 24)], seed=i)
+    out = tmp_path / "out"
+    real_save = prun.atomic_save_image
+
+    def full(*a, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(prun, "atomic_save_image", full)
+    assert _run(tiny_models, folder, out, "--save-annotated", "--save-crops") == 0
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert all(r["warnings"] for r in records) and not (out / "annotated").exists()
+    monkeypatch.setattr(prun, "atomic_save_image", real_save)
+    assert _run(tiny_models, folder, out, "--save-annotated", "--save-crops") == 0
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert not any(r.get("warnings") for r in records) and len(list((out / "annotated").iterdir())) == 3
+    # results.jsonl itself cannot be written: the file is named, and the resume goes on from there
+    shutil.rmtree(out)
+    real_json, calls = prun.to_json, []
+
+    def fails_second(obj, *a):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_json(obj, *a)
+
+    monkeypatch.setattr(prun, "to_json", fails_second)
+    capsys.readouterr()
+    assert _run(tiny_models, folder, out) == 2
+    assert f"{out / 'results.jsonl'}: could not be written (No space left on device)" in capsys.readouterr().err
+    monkeypatch.setattr(prun, "to_json", real_json)
+    assert _run(tiny_models, folder, out) == 0
+    assert len(json.loads((out / "results.json").read_text())["images"]) == 3
