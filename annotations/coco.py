@@ -124,22 +124,33 @@ class CocoBuilder:
 
 # ---- YOLO ---------------------------------------------------------------------------------------------
 
-def _yolo_names(src: Path) -> list[str] | None:
-    for folder in (src, src.parent, src.parent.parent):
-        for name in ("data.yaml", "dataset.yaml"):
+YOLO_NAME_FILES = ("data.yaml", "dataset.yaml", "classes.txt")
+
+
+def _read_yolo_names(f: Path) -> list[str] | None:
+    """Class names from a data.yaml-style file (``names:`` list or mapping) or a classes.txt (one per line)."""
+    if f.suffix in (".yaml", ".yml"):
+        names = (yaml.safe_load(f.read_text(encoding="utf-8")) or {}).get("names")
+        if isinstance(names, dict):
+            return [str(names[k]) for k in sorted(names, key=int)]
+        return [str(n) for n in names] if isinstance(names, list) else None
+    return [ln.strip() for ln in f.read_text(encoding="utf-8").splitlines() if ln.strip()]
+
+
+def _yolo_names(src: Path, labels: Path | None = None) -> tuple[list[str] | None, list[Path]]:
+    """Class names, from the first name file found; and the folders searched (for a message that says so)."""
+    folders = [src, src.parent, src.parent.parent] + ([labels] if labels is not None else [])
+    for folder in folders:
+        for name in YOLO_NAME_FILES:
             f = folder / name
-            if f.is_file():
-                names = (yaml.safe_load(f.read_text()) or {}).get("names")
-                if isinstance(names, dict):
-                    return [str(names[k]) for k in sorted(names, key=int)]
-                if isinstance(names, list):
-                    return [str(n) for n in names]
-        if (folder / "classes.txt").is_file():
-            return [ln.strip() for ln in (folder / "classes.txt").read_text().splitlines() if ln.strip()]
-    return None
+            if f.is_file() and (found := _read_yolo_names(f)):
+                return found, folders
+    return None, folders
 
 
-def _yolo_label_path(image: Path) -> Path:
+def _yolo_label_path(image: Path, images: Path | None = None, labels: Path | None = None) -> Path:
+    if images is not None and labels is not None:
+        return (labels / image.relative_to(images)).with_suffix(".txt")
     parts = list(image.parts)
     if "images" in parts:
         i = len(parts) - 1 - parts[::-1].index("images")
@@ -148,16 +159,33 @@ def _yolo_label_path(image: Path) -> Path:
     return image.with_suffix(".txt")
 
 
-def import_yolo(src: Path, b: CocoBuilder) -> None:
-    """YOLO txt: ``class cx cy w h`` normalised to 0..1, one file per photo; names from data.yaml or classes.txt."""
-    names = _yolo_names(src)
-    if names is None:
-        raise ValueError(f"{src}: no data.yaml or classes.txt with class names found here or in the two folders above")
-    for path in list_images(src):
+def import_yolo(src: Path, b: CocoBuilder, *, images: Path | None = None, labels: Path | None = None,
+                names_file: Path | None = None) -> None:
+    """YOLO txt: ``class cx cy w h`` normalised to 0..1, one file per photo; names from data.yaml or classes.txt.
+
+    By default photos are under ``src`` and each label is beside its photo or in the ``labels/`` twin of an
+    ``images/`` folder. Data sets laid out otherwise (``JPEGImages/`` and ``txt_label/`` with ``classes.txt``
+    in the labels folder) name the ``images`` folder, the ``labels`` folder and the ``names_file``.
+    """
+    images = images or (src if labels is not None else None)
+    if labels is not None and not labels.is_dir():
+        raise FileNotFoundError(f"{labels}: no such labels folder")
+    if names_file is not None:
+        if not names_file.is_file():
+            raise FileNotFoundError(f"{names_file}: no such names file")
+        names = _read_yolo_names(names_file)
+        if not names:
+            raise ValueError(f"{names_file}: holds no class names (a names: list, or one name per line)")
+    else:
+        names, searched = _yolo_names(src if images is None else images, labels)
+        if names is None:
+            raise ValueError(f"{src}: no class names found: looked for {', '.join(YOLO_NAME_FILES)} in "
+                             f"{', '.join(str(f) for f in searched)}; name the file with --names")
+    for path in list_images(images or src):
         image = b.add_image(path)
         if image is None:
             continue
-        label = _yolo_label_path(path)
+        label = _yolo_label_path(path, images, labels)
         if not label.is_file():
             continue  # YOLO's convention: no label file, no object
         W, H = image["width"], image["height"]
@@ -411,16 +439,25 @@ def import_coco(src: Path, b: CocoBuilder) -> None:
 IMPORTERS = {"yolo": import_yolo, "voc": import_voc, "csv": import_csv, "coco": import_coco}
 
 
-def import_annotations(fmt: str, src: str | Path, out: str | Path,
-                       class_agnostic: bool = False) -> tuple[dict, list[Problem]]:
-    """Convert an export to canonical COCO, write it to ``out`` and return it with the problems found."""
+def import_annotations(fmt: str, src: str | Path, out: str | Path, class_agnostic: bool = False,
+                       **layout: Path | None) -> tuple[dict, list[Problem]]:
+    """Convert an export to canonical COCO, write it to ``out`` and return it with the problems found.
+
+    ``layout`` (YOLO only): ``images``, ``labels`` and ``names_file`` where a data set keeps them apart.
+    """
     if fmt not in IMPORTERS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(IMPORTERS)}")
     src, out = Path(src), Path(out)
     if not src.exists():
         raise FileNotFoundError(f"{src}: not found")
+    layout = {k: v for k, v in layout.items() if v is not None}
+    if layout and fmt != "yolo":
+        raise ValueError(f"--images, --labels and --names are options of the yolo format, not of {fmt}")
     b = CocoBuilder(out.parent)
-    IMPORTERS[fmt](src, b)
+    if layout:
+        import_yolo(src, b, **layout)
+    else:
+        IMPORTERS[fmt](src, b)
     coco = b.to_coco(f"{fmt}:{src}")
     if class_agnostic:
         coco = make_class_agnostic(coco)

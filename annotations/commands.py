@@ -58,8 +58,16 @@ def import_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("src", help="folder (yolo, voc) or file (csv, coco)")
     p.add_argument("--out", required=True, help="COCO JSON to write")
     p.add_argument("--class-agnostic", action="store_true", help="every class becomes one: organism")
+    p.add_argument("--images", default=None, help="yolo: the photos' folder, where it is not SRC (e.g. JPEGImages)")
+    p.add_argument("--labels", default=None, help="yolo: the label files' folder, where they are not beside the "
+                                                   "photos or in the labels/ twin of images/ (e.g. txt_label)")
+    p.add_argument("--names", default=None, help="yolo: the class names file (data.yaml or classes.txt), where it "
+                                                  "is not in SRC, the two folders above it, or --labels")
     args = check_settings(p.parse_args(argv))
-    coco, problems = import_annotations(args.format, args.src, args.out, args.class_agnostic)
+    coco, problems = import_annotations(args.format, args.src, args.out, args.class_agnostic,
+                                        images=Path(args.images) if args.images else None,
+                                        labels=Path(args.labels) if args.labels else None,
+                                        names_file=Path(args.names) if args.names else None)
     empty = len({im["id"] for im in coco["images"]} - {a["image_id"] for a in coco["annotations"]})
     print(f"{args.out}: {len(coco['images'])} images ({empty} with no organism), {len(coco['annotations'])} boxes, "
           f"categories {[c['name'] for c in coco['categories']]}")

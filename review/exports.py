@@ -21,7 +21,7 @@ from core.crops import crop_box
 from core.defaults import CROP_PADDING
 from core.io import ImageReadError, atomic_save_image, atomic_write, atomic_write_json, csv_text, read_image
 from core.taxonomy import lineage_of
-from review.store import detection_rows, now, photo_rows, stored_path
+from review.store import detection_rows, now, photo_rows, stored_path, where
 
 NAMED_REASONS = ANSWERED
 DWC = "http://rs.tdwg.org/dwc/terms/"
@@ -175,14 +175,21 @@ def _table(path: Path, header: list[str], rows: list[dict]) -> None:
     atomic_write(path, lambda fh: fh.write(text), "w")
 
 
-DEPLOYMENT_FIELDS = ["deploymentID", "locationName", "latitude", "longitude", "deploymentStart", "deploymentEnd",
-                     "setupBy", "cameraModel", "deploymentComments"]
+#: every field of each Camtrap DP 1.0.2 table, in the standard's order (a test checks them against the published
+#: table schemas in ../shared/standards); a field taxolens does not know is written empty
+DEPLOYMENT_FIELDS = ["deploymentID", "locationID", "locationName", "latitude", "longitude", "coordinateUncertainty",
+    "deploymentStart", "deploymentEnd", "setupBy", "cameraID", "cameraModel", "cameraDelay", "cameraHeight",
+    "cameraDepth", "cameraTilt", "cameraHeading", "detectionDistance", "timestampIssues", "baitUse", "featureType",
+    "habitat", "deploymentGroups", "deploymentTags", "deploymentComments"]
 MEDIA_FIELDS = ["mediaID", "deploymentID", "captureMethod", "timestamp", "filePath", "filePublic", "fileName",
-                "fileMediatype", "mediaComments"]
-OBSERVATION_FIELDS = ["observationID", "deploymentID", "mediaID", "eventStart", "eventEnd", "observationLevel",
-                      "observationType", "scientificName", "count", "classificationMethod", "classifiedBy",
-                      "classificationTimestamp", "classificationProbability", "bboxX", "bboxY", "bboxWidth",
-                      "bboxHeight", "observationComments"]
+    "fileMediatype", "exifData", "favorite", "mediaComments"]
+OBSERVATION_FIELDS = ["observationID", "deploymentID", "mediaID", "eventID", "eventStart", "eventEnd",
+    "observationLevel", "observationType", "cameraSetupType", "scientificName", "count", "lifeStage", "sex",
+    "behavior", "individualID", "individualPositionRadius", "individualPositionAngle", "individualSpeed", "bboxX",
+    "bboxY", "bboxWidth", "bboxHeight", "classificationMethod", "classifiedBy", "classificationTimestamp",
+    "classificationProbability", "observationTags", "observationComments"]
+#: where the standard's published files are looked for when none is named (the project's ../shared beside it)
+CAMTRAP_STANDARD = Path(__file__).resolve().parents[1].parent / "shared" / "standards" / "camtrap-dp-1.0.2"
 
 
 def export_camtrapdp(engine: Any, out: str | os.PathLike, *, latitude: float | None = None,
@@ -204,9 +211,12 @@ def export_camtrapdp(engine: Any, out: str | os.PathLike, *, latitude: float | N
     photos: dict[int, dict] = {}
     for p in photo_rows(engine):
         photos.setdefault(p["id"], p)
+    if not photos:
+        raise ValueError(f"{where(engine)}: the store holds no photo yet, so there is nothing to export (taxolens run "
+                         "--store, or the app's 'keep for review' box, fills it)")
     deployments, deployment_of = _deployments(photos, latitude, longitude)
     media = [{"mediaID": f"m{p['id']}", "deploymentID": deployment_of[p["id"]], "captureMethod": "activityDetection",
-              "timestamp": _timestamp(p), "filePath": p["path"], "filePublic": "false",
+              "timestamp": _timestamp(p), "filePath": Path(stored_path(p)).as_uri(), "filePublic": "false",
               "fileName": Path(p["path"]).name, "fileMediatype": _mediatype(p["path"]),
               "mediaComments": "" if p["taken_at"] else "no EXIF time: the time the photo entered the store"}
              for p in photos.values()]
@@ -296,11 +306,17 @@ def _package(title: str, deployments: list[dict], observations: list[dict]) -> d
                                                         [max(lons), max(lats)], [min(lons), max(lats)],
                                                         [min(lons), min(lats)]]]},
         "temporal": {"start": min(starts)[:10], "end": max(ends)[:10]},
-        "taxonomic": [{"scientificName": t, "taxonRank": _rank_and_kingdom(t, None)[0] or None} for t in taxa],
+        "taxonomic": [_taxon(t) for t in taxa],
         "resources": [{"name": name, "path": f"{name}.csv", "profile": "tabular-data-resource", "format": "csv",
                        "mediatype": "text/csv", "encoding": "utf-8", "schema": CAMTRAP_SCHEMA.format(name)}
                       for name in ("deployments", "media", "observations")],
     }
+
+
+def _taxon(name: str) -> dict:
+    """A ``taxonomic`` entry: the name, and its rank where species.yaml knows it (the key left out otherwise)."""
+    rank = _rank_and_kingdom(name, None)[0]
+    return {"scientificName": name, **({"taxonRank": rank} if rank else {})}
 
 
 def _iso(stamp: str | None) -> str:
@@ -320,22 +336,46 @@ def _mediatype(path: str) -> str:
             ".tiff": "image/tiff", ".webp": "image/webp", ".bmp": "image/bmp"}.get(ext, "image/jpeg")
 
 
-def validate_camtrapdp(folder: str | os.PathLike) -> list[str]:
-    """Validate an exported package offline with ``frictionless``; returns the errors (empty if valid).
+def validate_camtrapdp(folder: str | os.PathLike, standard: str | os.PathLike | None = None) -> list[str]:
+    """Validate an exported package offline against the standard's own published files; returns the errors.
 
-    The three tables are checked against the Camtrap DP 1.0.2 table schemas as written out in
-    ``configs/camtrapdp-tables.yaml`` (types, required fields, enums, ranges, keys between the tables);
-    each error names its table, row and field.
+    ``standard`` is a folder holding Camtrap DP 1.0.2's ``camtrap-dp-profile.json`` and its three
+    ``*-table-schema.json`` (default: ``TAXOLENS_CAMTRAP_STANDARD``, else ``../shared/standards/camtrap-dp-1.0.2``).
+    The tables are checked with ``frictionless`` against those table schemas (types, required fields, enums,
+    ranges, keys between tables), and ``datapackage.json`` with ``jsonschema`` against the profile; the profile
+    refers to two schemas on the web (the generic Data Package and GeoJSON), which are taken as met offline.
+    Each error names its table, row and field.
+
+    Raises:
+        FileNotFoundError: the standard's files are not there.
     """
     import frictionless
 
-    from core.config import packaged, read_yaml
-
     folder = Path(folder)
-    schemas = read_yaml(packaged("camtrapdp-tables.yaml"))
+    std = Path(standard or os.environ.get("TAXOLENS_CAMTRAP_STANDARD") or CAMTRAP_STANDARD)
+    files = {name: std / f"{name}-table-schema.json" for name in ("deployments", "media", "observations")}
+    profile_file = std / "camtrap-dp-profile.json"
+    missing = [str(p) for p in [*files.values(), profile_file] if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{std}: the Camtrap DP 1.0.2 files are not there ({missing[0]} missing)")
     descriptor = json.loads((folder / "datapackage.json").read_text(encoding="utf-8"))
-    resources = [{**r, "schema": schemas[r["name"]]} for r in descriptor["resources"]]
+    errors = _profile_errors(descriptor, json.loads(profile_file.read_text(encoding="utf-8")))
+    resources = [{**r, "schema": json.loads(files[r["name"]].read_text(encoding="utf-8"))}
+                 for r in descriptor["resources"] if r.get("name") in files]
     package = frictionless.Package({"name": descriptor["name"], "resources": resources}, basepath=str(folder))
     report = package.validate()
-    return [f"{task.name}: {e.message}" for task in report.tasks for e in task.errors] + [
+    return errors + [f"{task.name}: {e.message}" for task in report.tasks for e in task.errors] + [
         e.message for e in report.errors]
+
+
+def _profile_errors(descriptor: dict, profile: dict) -> list[str]:
+    """``datapackage.json`` against the Camtrap DP profile, its references to the web taken as met (offline)."""
+    import jsonschema
+    from referencing import Registry, Resource
+
+    offline = [Resource.from_contents({"$schema": "http://json-schema.org/draft-04/schema#"})]
+    registry = Registry().with_resources((uri, offline[0]) for uri in (
+        "https://specs.frictionlessdata.io/schemas/data-package.json", "http://json.schemastore.org/geojson.json"))
+    validator = jsonschema.Draft4Validator(profile, registry=registry)
+    return [f"datapackage.json: {'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
+            for e in validator.iter_errors(descriptor)]

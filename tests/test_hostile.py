@@ -426,3 +426,110 @@ def test_a_full_disk_during_a_folder_run_names_the_file_and_the_resume_redoes_th
     monkeypatch.setattr(prun, "to_json", real_json)
     assert _run(tiny_models, folder, out) == 0
     assert len(json.loads((out / "results.json").read_text())["images"]) == 3
+
+
+STANDARD = Path(__file__).resolve().parents[1].parent / "shared" / "standards" / "camtrap-dp-1.0.2"
+
+
+def _standard() -> Path:
+    if not STANDARD.is_dir():
+        pytest.skip(f"the Camtrap DP standard's files are not available: {STANDARD} is missing")
+    return STANDARD
+
+
+def test_the_standards_own_example_passes_our_validation_and_our_tables_have_its_fields():
+    from review.exports import DEPLOYMENT_FIELDS, MEDIA_FIELDS, OBSERVATION_FIELDS, validate_camtrapdp
+
+    std = _standard()
+    assert validate_camtrapdp(std / "example", std) == []
+    for table, ours in (("deployments", DEPLOYMENT_FIELDS), ("media", MEDIA_FIELDS),
+                        ("observations", OBSERVATION_FIELDS)):
+        schema = json.loads((std / f"{table}-table-schema.json").read_text())
+        assert ours == [f["name"] for f in schema["fields"]], table
+
+
+def test_our_camtrap_export_passes_the_standards_schemas_and_a_spoiled_one_does_not(tiny_models, tmp_path):
+    from review import store as st
+    from review.exports import export_camtrapdp, validate_camtrapdp
+
+    std = _standard()
+    _, store = _stored_run(tiny_models, tmp_path)
+    engine = st.open_store(store)
+    export_camtrapdp(engine, tmp_path / "dp", latitude=42.1, longitude=-8.2)
+    assert validate_camtrapdp(tmp_path / "dp", std) == []
+    header = (tmp_path / "dp" / "deployments.csv").read_text().splitlines()[0].split(",")
+    assert "cameraID" in header and "cameraDelay" in header and len(header) == 24
+    # what the hand-written schema let through before: a deployments table without the standard's columns
+    rows = list(csv.reader((tmp_path / "dp" / "deployments.csv").read_text().splitlines()))
+    keep = [i for i, name in enumerate(rows[0]) if name not in ("cameraID", "cameraDelay")]
+    (tmp_path / "dp" / "deployments.csv").write_text("\n".join(",".join(r[i] for i in keep) for r in rows) + "\n")
+    errors = validate_camtrapdp(tmp_path / "dp", std)
+    assert errors and any("deployments" in e for e in errors)
+    dp = json.loads((tmp_path / "dp" / "datapackage.json").read_text())
+    dp["taxonomic"] = [{"scientificName": "Vespa", "taxonRank": None}]
+    (tmp_path / "dp" / "datapackage.json").write_text(json.dumps(dp))
+    assert any("taxonRank" in e for e in validate_camtrapdp(tmp_path / "dp", std))
+
+
+def test_an_empty_store_exports_no_camtrap_package_and_says_so(tmp_path, capsys):
+    from review import store as st
+
+    st.open_store(tmp_path / "s.sqlite").dispose()
+    capsys.readouterr()
+    assert cli(["review", "export-camtrapdp", "--store-url", str(tmp_path / "s.sqlite"), "--out",
+                str(tmp_path / "dp")]) == 2
+    err = capsys.readouterr().err
+    assert "holds no photo yet" in err and "min() arg" not in err
+
+
+def test_the_yolo_import_takes_the_folders_of_a_voc_style_layout(tmp_path, capsys):
+    from tests.conftest import shared
+
+    g = shared("giant-hornet", "annotated_dataset")
+    capsys.readouterr()
+    assert cli(["annotations", "import", "--format", "yolo", str(g), "--out", str(tmp_path / "a.json")]) == 2
+    err = capsys.readouterr().err
+    assert "looked for data.yaml, dataset.yaml, classes.txt in" in err and "--names" in err
+    assert cli(["annotations", "import", "--format", "yolo", str(g), "--images", str(g / "JPEGImages"),
+                "--labels", str(g / "txt_label"), "--out", str(tmp_path / "b.json")]) == 0
+    assert cli(["annotations", "import", "--format", "voc", str(g), "--out", str(tmp_path / "c.json")]) == 0
+    yolo, voc = (json.loads((tmp_path / n).read_text()) for n in ("b.json", "c.json"))
+    assert len(yolo["images"]) == len(voc["images"]) == 352 and len(yolo["annotations"]) == len(voc["annotations"])
+
+
+def test_the_apps_batch_csvs_live_in_one_folder_that_is_pruned_and_removed(tiny_models, tmp_path):
+    import tempfile
+
+    from pipeline.predictor import Pipeline
+    from pipeline.settings import InferenceSettings
+    from webapp.identify import IdentifyPage
+
+    photo = make_scene(tmp_path / "p.jpg", [(8, 8, 30, 24)])
+    before = set(os.listdir(tempfile.gettempdir()))
+    page = IdentifyPage(Pipeline.from_files(*tiny_models, InferenceSettings(device="cpu")), csv_dir=tmp_path / "csv")
+    paths = [Path(page.batch([str(photo)], 0.5, 0.5)[1]) for _ in range(3)]
+    assert all(p.is_file() and p.parent.parent == tmp_path / "csv" for p in paths)
+    assert set(os.listdir(tempfile.gettempdir())) - before == set()  # no taxolens-XXXX left per call
+    os.utime(paths[0].parent, (0, 0))  # an old one: pruned at the next call
+    page.batch([str(photo)], 0.5, 0.5)
+    assert not paths[0].exists() and paths[1].exists()
+    page.close()
+    assert not (tmp_path / "csv").exists()
+
+
+def test_failed_sign_ins_are_slowed_down_then_refused_for_a_while():
+    from webapp import auth
+
+    now, slept = [1000.0], []
+    sign_in = auth.SignIn("s3cret", clock=lambda: now[0], sleep=slept.append)
+    assert sign_in("ana", "s3cret")
+    for _ in range(auth.MAX_FAILURES):
+        assert not sign_in("brais", "guess")
+    assert slept == [0.5, 1.0, 2.0, 4.0, 4.0]  # each failure costs more, up to the limit
+    assert not sign_in("brais", "s3cret")  # locked out, even with the right password
+    assert sign_in("ana", "s3cret")  # another name is not
+    now[0] += auth.LOCKOUT + 1
+    assert sign_in("brais", "s3cret")
+    for i in range(auth.MAX_FAILURES_ALL):  # a guesser who changes names each time
+        sign_in(f"name{i}", "guess")
+    assert not sign_in("ana", "s3cret")

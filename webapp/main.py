@@ -19,6 +19,7 @@ from pathlib import Path
 from core.config import add_config_arg, parse_with_config
 from pipeline.predictor import Pipeline
 from pipeline.settings import InferenceSettings
+from webapp.auth import SignIn
 from webapp.layout import CSS, REVIEW_KEYS, TaxolensApp
 
 
@@ -63,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.launch(server_name=args.host, server_port=args.port, css=CSS, max_file_size=args.max_file_size,
                 allowed_paths=[str(Path(e).resolve().parent) for e in args.examples], footer_links=["api"],
                 head=REVIEW_KEYS if args.store_url else None,
-                auth=(lambda _user, given: given == password) if password else None,
+                auth=SignIn(password) if password else None,
                 auth_message="taxolens: sign in with your name and the password the operator gave you")
     app.identify_page.close()
     return 0

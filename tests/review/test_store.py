@@ -211,7 +211,8 @@ def test_darwin_core_archive_reads_back(tiny_models, tmp_path):
 def test_camtrap_dp_validates_with_frictionless(tiny_models, tmp_path):
     _, engine, _ = _reviewed_store(tiny_models, tmp_path)
     summary = export_camtrapdp(engine, tmp_path / "dp")
-    assert validate_camtrapdp(tmp_path / "dp") == []
+    errors = validate_camtrapdp(tmp_path / "dp")
+    assert errors == [], "\n".join(errors)
     assert summary["deployments"] == 1 and summary["media"] == 3
     obs = (tmp_path / "dp" / "observations.csv").read_text().splitlines()
     assert any(",human," in line for line in obs) and any(",machine," in line for line in obs)
