@@ -14,7 +14,7 @@ without reading any data:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -117,6 +117,33 @@ def thresholds_for_precision(probs: np.ndarray, labels: np.ndarray, class_names:
                           "reached": True}
                 break
         out[name] = chosen or {"threshold": 1.000001, "precision": None, "predicted": 0, "reached": False}
+    return out
+
+
+def class_thresholds(probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str], *,
+                     targets: Mapping[str, float], floors: Mapping[str, float] | None = None) -> dict[str, dict]:
+    """Per-class thresholds, each class fitted to its own required precision on validation crops.
+
+    ``targets`` gives each class's precision (``species.yaml``'s ``required_precision`` for taxa whose mistakes
+    cost more, else ``--target-precision``); ``floors`` the lowest threshold a class may get (for a costly
+    taxon, the global threshold: a stricter requirement never makes its answers easier to give). A class
+    that never reaches its target gets a threshold above 1 (:func:`thresholds_for_precision`). Returns, per
+    class in ``targets``, ``threshold``, ``target``, ``precision``, ``predicted`` and ``reached``.
+    """
+    out: dict[str, dict] = {}
+    for name, target in targets.items():
+        if name not in class_names:
+            continue
+        row = thresholds_for_precision(probs, labels, class_names, target,
+                                       skip=[n for n in class_names if n != name])[name]
+        floor = (floors or {}).get(name)
+        if floor is not None and row["threshold"] < floor:
+            kept = (np.asarray(probs).argmax(1) == class_names.index(name)) & (
+                np.asarray(probs, np.float32).max(1) >= np.float32(floor)) if len(probs) else np.zeros(0, bool)
+            precision = float((np.asarray(labels)[kept] == class_names.index(name)).mean()) if kept.any() else None
+            row = {"threshold": float(floor), "precision": precision, "predicted": int(kept.sum()),
+                   "reached": row["reached"]}
+        out[name] = {**row, "target": float(target)}
     return out
 
 

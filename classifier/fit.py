@@ -19,19 +19,19 @@ from tqdm import tqdm
 from classifier.calibration import (
     UNKNOWN_METHODS,
     auroc,
+    class_thresholds,
     fit_reference,
     fit_temperature,
     nll,
     pass_threshold,
     reliability,
     softmax,
-    thresholds_for_precision,
     unknown_scores,
 )
 from classifier.data import FolderDataset
 from classifier.predict import Classifier
 from core.runtime import WorkerInit
-from core.taxonomy import lineages
+from core.taxonomy import lineages, required_precisions
 
 LOGGER = logging.getLogger(__name__)
 #: the unknown score used where no look-alike crops are at hand to choose one (see BENCHMARKS.md: the
@@ -92,10 +92,19 @@ def fit_extras(clf: Classifier, train_items: list[tuple[str, int]], val_items: l
                              "ece_before": before["ece"], "ece_after": after["ece"]}
     probs = softmax(logits, t) if len(labels) else logits
     extras["class_thresholds"] = {}
-    if target_precision is not None:
-        table = thresholds_for_precision(probs, labels, names, target_precision, skip=[*background, *outliers])
+    required = required_precisions([names[i] for i in organisms], species_file)
+    targets = {**({names[i]: target_precision for i in organisms} if target_precision is not None else {}),
+               **required}
+    if targets and len(labels):
+        table = class_thresholds(probs, labels, names, targets=targets,
+                                 floors=dict.fromkeys(required, float(clf.threshold)))
         extras["class_thresholds"] = {n: r["threshold"] for n, r in table.items()}
-        extras["class_thresholds_fit"] = {"target_precision": target_precision, "per_class": table}
+        extras["class_thresholds_fit"] = {"target_precision": target_precision, "required_precision": required,
+                                          "per_class": table}
+        for n, r in table.items():
+            LOGGER.info("%s: threshold %.4f (precision %s on %d validation predictions; target %.3f%s)", n,
+                        r["threshold"], "n/a" if r["precision"] is None else f"{r['precision']:.3f}",
+                        r["predicted"], r["target"], "" if r["reached"] else ", NOT reached: never named alone")
     extras["unknown"] = _fit_unknown(clf, train_items, logits, emb, labels, organisms, outliers, t, unknown_method,
                                      pass_rate, workers, seed)
     return extras

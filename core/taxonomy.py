@@ -43,6 +43,16 @@ def lineage_of(name: str, path: str | None = None) -> list[list[str]]:
     return [[rank, str(lineage[rank])] for rank in RANKS if rank in lineage]
 
 
+def required_precisions(names: Iterable[str], path: str | None = None) -> dict[str, float]:
+    """``required_precision`` of each name that species.yaml gives one (taxa whose mistakes cost more)."""
+    found = {}
+    for n in names:
+        entry = species_index(path).get(normalise_name(n))
+        if entry is not None and entry.get("required_precision") is not None:
+            found[n] = float(entry["required_precision"])
+    return found
+
+
 def lineages(names: Iterable[str], path: str | None = None) -> dict[str, list[list[str]]]:
     """The lineage of each name that has one."""
     return {n: lin for n in names if (lin := lineage_of(n, path))}

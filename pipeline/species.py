@@ -36,3 +36,35 @@ def species_card(taxon: str, language: str = "en", path: str | Path | None = Non
             "iucn_note": text("iucn_note"), "galicia": entry.get("galicia"),
             "invasive": entry.get("galicia") == "invasive", "action": text("action"),
             "sources": entry.get("sources", [])}
+
+
+def _how_to_tell(name: str, lang: str) -> dict | None:
+    entry = species_index().get(normalise_name(name))
+    if entry is None or not entry.get("how_to_tell"):
+        return None
+    text = entry["how_to_tell"]
+    names = entry.get("names") or {}
+    return {"scientific_name": entry["scientific_name"],
+            "name": names.get(lang, names.get("en", entry["scientific_name"])) if isinstance(names, dict) else names,
+            "how_to_tell": text.get(lang, text.get("en")) if isinstance(text, dict) else text}
+
+
+def look_alikes(detection: dict, language: str = "en") -> list[dict]:
+    """What to look at before trusting (or reporting) an answer: the taxa it may be confused with.
+
+    Shown when the answer is a taxon with look-alikes in ``species.yaml`` (a hornet; or Vespa or Vespidae,
+    rolled up), or when the answer is coarser or uncertain and one of the three best guesses is such a taxon
+    (an answer Hymenoptera, or "not sure", with the Asian hornet among the guesses). Each item: the taxon's
+    ``scientific_name``, ``name`` in ``language`` and ``how_to_tell`` it. The answer's own taxon comes first.
+    """
+    lang = language if language in LANGUAGES else "en"
+    index = species_index()
+    candidates = [detection["taxon"]] if detection.get("accepted") else []
+    candidates += [g["taxon"] for g in detection.get("top") or []]
+    for name in candidates:
+        entry = index.get(normalise_name(name))
+        if entry and entry.get("look_alikes"):
+            shown = ([entry["scientific_name"]] if entry.get("how_to_tell") else []) + list(entry["look_alikes"])
+            cards = [_how_to_tell(n, lang) for n in shown]
+            return [c for c in cards if c is not None]
+    return []

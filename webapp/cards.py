@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from core.answers import REASON_UNCERTAIN, REASON_UNKNOWN
 from pipeline.predictor import Pipeline
-from pipeline.species import species_card
+from pipeline.species import look_alikes, species_card
 from webapp.text import esc, rank_name, t, ui_text
 
 
@@ -60,9 +60,21 @@ def card_html(detection: dict, number: int | Sequence[int], lang: str, count: in
                     ("action", esc(card["action"])),
                     ("sources", esc("; ".join(card["sources"])))]
             parts += [f"<p><b>{esc(t(lang, key))}:</b> {value}</p>" for key, value in rows]
+    parts.append(look_alikes_html(detection, lang))
     parts.append(f'<p class="tl-boxes">{esc(t(lang, "boxes", numbers=", ".join(str(n) for n in numbers)))}</p>')
     parts.append("</div>")
     return "".join(parts)
+
+
+def look_alikes_html(detection: dict, lang: str) -> str:
+    """The look-alikes of a hornet answer (or of a coarse or uncertain one that may be a hornet), if any."""
+    items = look_alikes(detection, lang)
+    if not items:
+        return ""
+    rows = "".join(f"<li><b><i>{esc(i['scientific_name'])}</i> ({esc(i['name'])})</b>: {esc(i['how_to_tell'])}</li>"
+                   for i in items)
+    return (f'<div class="tl-look-alikes" data-testid="look-alikes"><p><b>{esc(t(lang, "look_alikes_title"))}</b>'
+            f"</p><p>{esc(t(lang, 'look_alikes_check'))}</p><ul>{rows}</ul></div>")
 
 
 def group_answers(detections: Sequence[dict]) -> list[tuple[dict, list[int]]]:

@@ -94,3 +94,33 @@ def test_auroc_by_hand():
     assert auroc(np.array([0.3, 0.4]), np.array([0.1, 0.2])) == 0.0
     assert auroc(np.array([0.1, 0.3]), np.array([0.2, 0.3])) == pytest.approx(0.625)  # 2.5 of 4 pairs
     assert auroc(np.array([]), np.array([1.0])) is None
+
+
+def test_each_class_fitted_to_its_own_required_precision_on_a_literal_table():
+    """Asian hornet (index 0) must reach 0.99, bees (1) 0.9; the global threshold 0.94 is the hornet's floor."""
+    from classifier.calibration import class_thresholds
+
+    names = ["Vespa velutina", "Apis mellifera", "Vespa crabro"]
+    # (probability of the best class, best class, true class)
+    table = [(0.999, 0, 0), (0.99, 0, 0), (0.98, 0, 0), (0.97, 0, 2), (0.96, 0, 0), (0.95, 0, 2), (0.90, 0, 0),
+             (0.80, 0, 0), (0.99, 1, 1), (0.97, 1, 1), (0.92, 1, 2), (0.85, 1, 1), (0.70, 1, 1)]
+    probs = np.zeros((len(table), 3), np.float32)
+    for i, (p, best, _) in enumerate(table):
+        probs[i] = (1 - p) / 2
+        probs[i, best] = p
+    labels = np.array([t for _, _, t in table])
+    got = class_thresholds(probs, labels, names, targets={"Vespa velutina": 0.99, "Apis mellifera": 0.9},
+                           floors={"Vespa velutina": 0.94})
+    # hornet: above 0.97 its 3 predictions are all right (a crabro at 0.97 is the first mistake)
+    assert got["Vespa velutina"] == {"threshold": pytest.approx(0.98), "precision": 1.0, "predicted": 3,
+                                     "reached": True, "target": 0.99}
+    # bees: at 0.7 precision 4/5 = 0.8; at 0.85, 3/4; at 0.92... the lowest reaching 0.9 is 0.97
+    assert got["Apis mellifera"]["threshold"] == pytest.approx(0.97) and got["Apis mellifera"]["reached"]
+    assert "Vespa crabro" not in got  # no target: the global threshold
+    # a target never reached: never named alone (threshold above 1)
+    never = class_thresholds(probs, labels, names, targets={"Vespa velutina": 1.0 + 1e-9})
+    assert never["Vespa velutina"]["threshold"] > 1 and not never["Vespa velutina"]["reached"]
+    # the floor: a stricter requirement never makes an answer easier to give than the global 0.94
+    easy = class_thresholds(probs, labels, names, targets={"Apis mellifera": 0.5}, floors={"Apis mellifera": 0.94})
+    assert easy["Apis mellifera"]["threshold"] == pytest.approx(0.94)
+    assert easy["Apis mellifera"]["predicted"] == 2 and easy["Apis mellifera"]["precision"] == 1.0

@@ -35,6 +35,8 @@ def test_fit_extras_fills_every_honesty_entry(tiny_models, tmp_path):
     assert cal["method"] == "temperature" and cal["temperature"] > 0 and cal["val_crops"] == len(items)
     assert cal["nll_after"] <= cal["nll_before"] + 1e-6  # the fitted temperature never makes NLL worse
     assert extras["class_thresholds_fit"]["target_precision"] == 0.5
+    fits = extras["class_thresholds_fit"]["per_class"]
+    assert fits["Vespa velutina"]["target"] == 0.99 and fits["Apis mellifera"]["target"] == 0.5
     assert "Formicidae" not in extras["class_thresholds"]  # an outlier class is never named
     unknown = extras["unknown"]
     assert unknown["method"] == DEFAULT_UNKNOWN_METHOD and unknown["pass_rate"] == 0.9
@@ -56,5 +58,10 @@ def test_fit_extras_without_calibration_or_unknown_score(tiny_models, tmp_path):
     extras = fit_extras(clf, items, items, background=["Formicidae"], outliers=[], calibrate=False,
                         unknown_method="none")
     assert extras["calibration"]["temperature"] == 1.0 and extras["calibration"]["method"] == "none"
-    assert extras["unknown"] == {} and extras["class_thresholds"] == {}
+    assert extras["unknown"] == {}
+    # no --target-precision, but species.yaml asks 0.99 of the Asian hornet: only that class gets a threshold,
+    # never below the global 0.94
+    assert set(extras["class_thresholds"]) == {"Vespa velutina"}
+    assert extras["class_thresholds"]["Vespa velutina"] >= 0.94
+    assert extras["class_thresholds_fit"]["required_precision"] == {"Vespa velutina": 0.99}
     assert extras["background_classes"] == ["Formicidae"]
