@@ -41,7 +41,7 @@ from core.answers import (
 from core.config import check_settings
 from core.io import atomic_write_csv, atomic_write_json, atomic_write_text, list_images, saved_figure
 from core.runtime import WorkerInit
-from core.taxonomy import is_right, normalise_name, species_index
+from core.taxonomy import is_right, lineage_of, normalise_name, species_index
 from pipeline.decision import decide
 from pipeline.predictor import Pipeline
 from pipeline.run import PhotoDataset, collate_list
@@ -90,10 +90,16 @@ def summarize_folder(records: Sequence[dict], truth: str, known: bool,
            "answers_right": len(right) / len(answered) if answered else None,
            "named_right": sum(is_right(d["taxon"], truth, lineages) for d in named) / len(named) if named else None,
            "answers": dict(Counter(d["taxon"] for d in dets).most_common())}
+    # right but coarse: a higher taxon that truly holds the folder's (Vespa for a giant hornet, Hymenoptera for a
+    # bumblebee), told apart from a wrong name; and how many are answered as precisely as a species
+    above = {normalise_name(n) for _, n in (lineages.get(truth) or lineage_of(truth))} - {normalise_name(truth)}
+    coarse = [d for d in right if normalise_name(d["taxon"]) in above]
+    wrong = [d for d in answered if not is_right(d["taxon"], truth, lineages)]
+    row |= {"right_but_coarse": share(len(coarse)), "named_wrongly": share(len(wrong)),
+            "at_species": share(sum(d.get("rank") == "species" for d in answered))}
     if not known:
         # a taxon the model never saw: every answer is a confident wrong name unless it is a higher taxon that
         # truly holds it (Hymenoptera for a bumblebee)
-        wrong = [d for d in answered if not is_right(d["taxon"], truth, lineages)]
         row["confidently_wrong"] = share(len(wrong))
         row["honest"] = share(reasons[REASON_UNKNOWN] + reasons[REASON_UNCERTAIN] + len(answered) - len(wrong))
     return row
@@ -121,15 +127,22 @@ def coverage_accuracy(boxes: Sequence[dict], settings: Mapping, thresholds: Sequ
 
 
 def evaluate_folders(pipe: Pipeline, photos: str | Path, out: str | Path, *, unknown: Sequence[str] = (),
-                     workers: int = 1, batch_size: int = 1) -> dict:
-    """Run the pipeline over ``photos/<taxon>/...`` and write the report into ``out``; returns it."""
+                     workers: int = 1, batch_size: int = 1,
+                     folder_lineages: Mapping[str, Sequence[Sequence[str]]] | None = None) -> dict:
+    """Run the pipeline over ``photos/<taxon>/...`` and write the report into ``out``; returns it.
+
+    ``folder_lineages`` gives the lineage of a folder's taxon that neither the model nor ``species.yaml``
+    knows (``{"Vespula germanica": [["family", "Vespidae"], ["genus", "Vespula"], ...]}``), so that an answer
+    above it is counted right but coarse, not wrong.
+    """
     photos, out = Path(photos), Path(out)
     folders = sorted(p for p in photos.iterdir() if p.is_dir() and not p.name.startswith(".")) \
         if photos.is_dir() else []
     if not folders:
         raise ValueError(f"{photos}: expected one folder per taxon (PHOTOS/<taxon>/*.jpg), found none")
     settings = pipe.decision_settings
-    lineages = settings["lineages"]
+    lineages = {**settings["lineages"], **{folder_taxon(k): [list(p) for p in v]
+                                           for k, v in (folder_lineages or {}).items()}}
     organisms = [n for n in pipe.classifier.class_names
                  if n not in settings["background_classes"] and n not in settings["outlier_classes"]]
     forced = {normalise_name(u) for u in unknown}
@@ -159,6 +172,19 @@ def evaluate_folders(pipe: Pipeline, photos: str | Path, out: str | Path, *, unk
               "folders": per_folder, "overall": overall(per_folder), "curve": coverage_accuracy(boxes, settings)}
     write_report(report, all_records, out)
     return report
+
+
+def parse_lineages(items: Sequence[str]) -> dict[str, list[list[str]]]:
+    """``FOLDER=rank:Name,rank:Name`` items as lineages by folder; a malformed one is refused, naming it."""
+    found: dict[str, list[list[str]]] = {}
+    for item in items:
+        folder, _, spec = item.partition("=")
+        pairs = [p.split(":", 1) for p in spec.split(",") if p.strip()]
+        if not folder.strip() or not pairs or any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
+            raise ValueError(f"--lineage {item!r}: expected FOLDER=rank:Name,rank:Name (e.g. "
+                             "Vespula_germanica=family:Vespidae,genus:Vespula)")
+        found[folder.strip()] = [[r.strip(), n.strip()] for r, n in pairs]
+    return found
 
 
 def overall(folders: Sequence[dict]) -> dict:
@@ -194,13 +220,14 @@ def write_report(report: dict, records: list[dict], out: Path) -> None:
                      f"{o['unknown_organisms']} organisms given a wrong name; the rest answered unknown, uncertain "
                      "or with a higher taxon that holds them.")
     lines += ["", "| folder | known | photos | boxes / photo | named | rolled up | uncertain | unknown | "
-                  "answers right | named wrongly (unknown taxa) | dropped as no organism |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "answers right | at species | right but coarse | named wrongly | dropped as no organism |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for f in report["folders"]:
         bpp = "n/a" if f["boxes_per_photo"] is None else f"{f['boxes_per_photo']:.2f}"
         lines.append(f"| {f['folder']} | {'yes' if f['known'] else 'no'} | {f['photos']} | {bpp} | "
                      f"{_pct(f['named'])} | {_pct(f['rolled_up'])} | {_pct(f['uncertain'])} | {_pct(f['unknown'])} | "
-                     f"{_pct(f['answers_right'])} | {_pct(f.get('confidently_wrong'))} | {f['dropped_no_organism']} |")
+                     f"{_pct(f['answers_right'])} | {_pct(f['at_species'])} | {_pct(f['right_but_coarse'])} | "
+                     f"{_pct(f['named_wrongly'])} | {f['dropped_no_organism']} |")
     answers = sorted({a for f in report["folders"] for a in f["answers"]})
     lines += ["", "## Folders against answers (organisms)", "", "| folder | " + " | ".join(answers) + " |",
               "|---|" + "---:|" * len(answers)]
@@ -211,7 +238,7 @@ def write_report(report: dict, records: list[dict], out: Path) -> None:
     lines += [f"| {r['threshold']:.3f} | {_pct(r['coverage'])} | {_pct(r['accuracy'])} |" for r in report["curve"]]
     atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
     atomic_write_csv(out / "confusion.csv", ["folder", *answers], rows)
-    _plot_curve(report["curve"], report["settings"].get("threshold"), out / "coverage_accuracy.png")
+    _plot_curve(report["curve"], report["resolved_settings"].get("threshold"), out / "coverage_accuracy.png")
 
 
 def _plot_curve(curve: list[dict], threshold: float | None, path: Path) -> None:
@@ -239,6 +266,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--classifier", required=True, help="classifier release file")
     p.add_argument("--out", required=True, help="folder for the report")
     p.add_argument("--unknown", nargs="*", default=[], help="folders (taxa) to count as unknown to the model")
+    p.add_argument("--lineage", nargs="*", default=[], metavar="FOLDER=RANK:NAME,...",
+                   help="the lineage of a folder's taxon that species.yaml does not know, most general first, e.g. "
+                        "'Vespula_germanica=order:Hymenoptera,family:Vespidae,genus:Vespula,species:Vespula "
+                        "germanica': an answer above it is then right but coarse, not wrong")
     p.add_argument("--workers", type=int, default=1, help="photo-decoding processes beside the models")
     InferenceSettings.add_args(p)
     return p
@@ -248,7 +279,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     """Entry point of ``taxolens evaluate``."""
     args = check_settings(get_args_parser().parse_args(argv))
     pipe = Pipeline.from_files(args.detector, args.classifier, InferenceSettings.from_args(args))
-    report = evaluate_folders(pipe, args.photos, args.out, unknown=args.unknown, workers=args.workers)
+    report = evaluate_folders(pipe, args.photos, args.out, unknown=args.unknown, workers=args.workers,
+                              folder_lineages=parse_lineages(args.lineage))
     o = report["overall"]
     for f in report["folders"]:
         extra = f", named wrongly {_pct(f.get('confidently_wrong'))}" if not f["known"] else ""

@@ -58,6 +58,31 @@ def test_unknown_folder_counts_names_as_wrong():
     assert f["confidently_wrong"] == 0.25 and f["honest"] == 0.75 and f["unknown"] == 0.25
 
 
+def test_a_never_seen_hornet_is_judged_by_its_lineage_coarse_apart_from_wrong():
+    """giant-hornet val as the demo answered it before: Vespa and Hymenoptera are right (coarse), V. velutina is
+    wrong. Its lineage comes from species.yaml (Vespa mandarinia has an entry) or from --lineage."""
+    from pipeline.evaluate import parse_lineages
+
+    answers = [_det("Vespa", "rolled_up")] * 21 + [_det("Hymenoptera", "rolled_up")] * 53 + [
+        _det("Vespa velutina", "named")] * 10 + [_det("uncertain", "uncertain")] * 16
+    for d in answers:
+        d["rank"] = {"Vespa": "genus", "Hymenoptera": "order", "Vespa velutina": "species"}.get(d["taxon"])
+    records = [{"status": "ok", "detections": answers, "dropped": []}]
+    f = summarize_folder(records, folder_taxon("Vespa_mandarinia"), False, LINEAGES)
+    assert folder_taxon("asian_giant_hornet") == "Vespa mandarinia"
+    assert f["right_but_coarse"] == pytest.approx(0.74) and f["named_wrongly"] == pytest.approx(0.10)
+    assert f["confidently_wrong"] == pytest.approx(0.10) and f["at_species"] == pytest.approx(0.10)
+    # a taxon species.yaml does not know: without its lineage every name is wrong, with --lineage it is coarse
+    wasp = [{"status": "ok", "detections": [{**_det("Vespidae", "rolled_up"), "rank": "family"}], "dropped": []}]
+    assert summarize_folder(wasp, "Polistes dominula", False, LINEAGES)["named_wrongly"] == 1.0
+    given = parse_lineages(["Polistes_dominula=order:Hymenoptera,family:Vespidae,genus:Polistes"])
+    table = {**LINEAGES, "Polistes dominula": given["Polistes_dominula"]}
+    f = summarize_folder(wasp, "Polistes dominula", False, table)
+    assert f["right_but_coarse"] == 1.0 and f["named_wrongly"] == 0.0
+    with pytest.raises(ValueError, match="expected FOLDER=rank:Name"):
+        parse_lineages(["Polistes=Vespidae"])
+
+
 def _fixed_classifier(path, classes, logits):
     """Every crop gets softmax(logits): the answer is known before the photo is seen."""
     model, _ = build_classifier("resnet18", len(classes), "none")
