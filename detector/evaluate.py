@@ -71,6 +71,34 @@ def coco_metrics(gt: dict, results: list[dict]) -> dict:
     return {**stats, "per_class_AP": per_ap, "per_class_AP50": per_ap50, "pr_curve": curves}
 
 
+#: a box counts as covering only part of an organism when at least this share of it lies inside the annotation
+PART_INSIDE = 0.8
+
+
+def partial_boxes(dets: np.ndarray, gts: np.ndarray, iou: float = 0.5, inside: float = PART_INSIDE) -> list[bool]:
+    """Per detection (corners ``x1 y1 x2 y2``): whether it boxes only part of an organism.
+
+    That is: no annotation matches it (IoU below ``iou`` with every one), yet it lies inside one (at least
+    ``inside`` of its own area): a box around the striped abdomen of a hoverfly, or half a hornet. Pure, on
+    arrays, so that it is tested on literal boxes.
+    """
+    dets, gts = np.asarray(dets, np.float64).reshape(-1, 4), np.asarray(gts, np.float64).reshape(-1, 4)
+    if not len(dets):
+        return []
+    if not len(gts):
+        return [False] * len(dets)
+    x1 = np.maximum(dets[:, None, 0], gts[None, :, 0])
+    y1 = np.maximum(dets[:, None, 1], gts[None, :, 1])
+    x2 = np.minimum(dets[:, None, 2], gts[None, :, 2])
+    y2 = np.minimum(dets[:, None, 3], gts[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_d = ((dets[:, 2] - dets[:, 0]) * (dets[:, 3] - dets[:, 1]))[:, None]
+    area_g = ((gts[:, 2] - gts[:, 0]) * (gts[:, 3] - gts[:, 1]))[None, :]
+    ious = inter / np.maximum(area_d + area_g - inter, 1e-12)
+    within = inter / np.maximum(area_d, 1e-12)
+    return [bool((ious[i] < iou).all() and (within[i] >= inside).any()) for i in range(len(dets))]
+
+
 def found_and_false(gt: dict, results: list[dict], score_threshold: float, iou: float = 0.5) -> dict:
     """At a score threshold: share of organisms found, and false boxes per photo.
 
@@ -89,12 +117,13 @@ def found_and_false(gt: dict, results: list[dict], score_threshold: float, iou: 
         if r["score"] >= score_threshold:
             x, y, w, h = r["bbox"]
             by_image_dt.setdefault(r["image_id"], []).append((r["score"], [x, y, x + w, y + h]))
-    found = false = duplicates = 0
+    found = false = duplicates = partial = 0
     for im in gt["images"]:
         g = by_image_gt.get(im["id"], [])
         d = [b for _, b in sorted(by_image_dt.get(im["id"], []), key=lambda t: -t[0])]
         if not d:
             continue
+        partial += sum(partial_boxes(np.array(d), np.array(g).reshape(-1, 4), iou))
         if not g:
             false += len(d)
             continue
@@ -117,6 +146,7 @@ def found_and_false(gt: dict, results: list[dict], score_threshold: float, iou: 
             "found_share": recall, "false_boxes": false,
             "false_boxes_per_photo": false / max(len(gt["images"]), 1), "duplicate_boxes": duplicates,
             "duplicates_per_organism": duplicates / found if found else None,
+            "partial_boxes": partial, "partial_share": partial / (found + false) if found + false else None,
             "precision": precision, "recall": recall, "f1": f1}
 
 
@@ -241,12 +271,13 @@ def write_detector_report(metrics: dict, out: str | Path, title: str) -> None:
         lines += ["", f"Operating point ({op['method']}{'' if op.get('reached', True) else ', not reached'}): "
                       f"score {op['score_threshold']}, precision {_num(op['precision'])}, recall {_num(op['recall'])}, "
                       f"F1 {_num(op['f1'])}, {op['false_boxes_per_photo']:.3f} false boxes per photo, "
-                      f"duplicates per organism found {_num(op['duplicates_per_organism'])}.", "",
-                  "| score | precision | recall | F1 | false boxes / photo | duplicates / organism |",
-                  "|---:|---:|---:|---:|---:|---:|"]
+                      f"duplicates per organism found {_num(op['duplicates_per_organism'])}, "
+                      f"{_num(op.get('partial_share'))} of boxes around only part of an organism.", "",
+                  "| score | precision | recall | F1 | false boxes / photo | duplicates / organism | part of an organism |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
         lines += [f"| {r['score_threshold']:.2f} | {_num(r['precision'])} | {_num(r['recall'])} | {_num(r['f1'])} | "
-                  f"{r['false_boxes_per_photo']:.3f} | {_num(r['duplicates_per_organism'])} |"
-                  for r in metrics["thresholds"]]
+                  f"{r['false_boxes_per_photo']:.3f} | {_num(r['duplicates_per_organism'])} | "
+                  f"{_num(r.get('partial_share'))} |" for r in metrics["thresholds"]]
         atomic_write_csv(out / "thresholds.csv", list(metrics["thresholds"][0]), metrics["thresholds"])
         plot_thresholds(metrics["thresholds"], op, out / "thresholds.png")
     atomic_write_text(out / "metrics.md", "\n".join(lines) + "\n")

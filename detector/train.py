@@ -301,7 +301,8 @@ def _release(args: DetectorTrainSettings, out: Path, device: torch.device, coco:
         meta["metrics"] |= {k: metrics[k] for k in ("AP", "AP50", "AP75", "AR100")} | {
             "val": str(Path(args.val).resolve()), "score_threshold": at["score_threshold"],
             "found_share": at["found_share"], "false_boxes_per_photo": at["false_boxes_per_photo"],
-            "duplicates_per_organism": at["duplicates_per_organism"], "precision": at["precision"]}
+            "duplicates_per_organism": at["duplicates_per_organism"], "precision": at["precision"],
+            "partial_share": at.get("partial_share")}
         # the release file carries its validation metrics: written again with them
         save_model_file(out / "model.pt", kind="detector", state_dict=state, meta=meta)
         summary["metrics"] = meta["metrics"]

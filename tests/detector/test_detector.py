@@ -135,3 +135,28 @@ def test_anchor_sizes_follow_the_boxes():
     assert len(sizes) == 4 and flat == sorted(flat) and len(set(flat)) == 8
     assert flat[0] == 8 and 38 <= flat[-1] <= 40  # halved: 5..40 px, and never under 8 px
     assert anchor_sizes_from_boxes({"images": images, "annotations": boxes[:3]}, 50, 1000) == DEFAULT_ANCHOR_SIZES
+
+
+@pytest.mark.parametrize("det,gts,partial", [
+    ([10, 10, 30, 20], [[0, 0, 100, 40]], True),     # the striped abdomen of a long insect: inside, IoU 0.05
+    ([0, 0, 100, 40], [[0, 0, 100, 40]], False),     # the whole insect
+    ([0, 0, 60, 40], [[0, 0, 100, 40]], False),      # IoU 0.6: it matches, not a partial box
+    ([0, 0, 45, 40], [[0, 0, 100, 40]], True),       # half a hornet: IoU 0.45, all of it inside
+    ([80, 20, 140, 60], [[0, 0, 100, 40]], False),   # overlaps, mostly outside: a poor box, not a part
+    ([300, 300, 320, 320], [[0, 0, 100, 40]], False),  # a false box elsewhere
+    ([10, 10, 30, 20], [], False),                     # a photo with no organism
+    ([10, 10, 30, 20], [[0, 0, 100, 40], [8, 8, 32, 22]], False),  # it matches the smaller organism (IoU 0.6)
+])
+def test_partial_boxes_on_literal_boxes(det, gts, partial):
+    from detector.evaluate import partial_boxes
+
+    assert partial_boxes(np.array([det]), np.array(gts).reshape(-1, 4)) == [partial]
+
+
+def test_found_and_false_counts_partial_boxes(tiny_coco):
+    gt = load_coco(tiny_coco)
+    a = gt["annotations"][0]
+    x, y, w, h = a["bbox"]
+    part = {"image_id": a["image_id"], "category_id": 1, "bbox": [x, y, w / 3, h], "score": 0.9}
+    t = found_and_false(gt, _results_from_gt(gt) + [part], score_threshold=0.5)
+    assert t["partial_boxes"] == 1 and t["partial_share"] == pytest.approx(1 / (len(gt["annotations"]) + 1))
