@@ -273,7 +273,8 @@ def write_detector_report(metrics: dict, out: str | Path, title: str) -> None:
                       f"F1 {_num(op['f1'])}, {op['false_boxes_per_photo']:.3f} false boxes per photo, "
                       f"duplicates per organism found {_num(op['duplicates_per_organism'])}, "
                       f"{_num(op.get('partial_share'))} of boxes around only part of an organism.", "",
-                  "| score | precision | recall | F1 | false boxes / photo | duplicates / organism | part of an organism |",
+                  "| score | precision | recall | F1 | false boxes / photo | duplicates / organism | "
+                  "part of an organism |",
                   "|---:|---:|---:|---:|---:|---:|---:|"]
         lines += [f"| {r['score_threshold']:.2f} | {_num(r['precision'])} | {_num(r['recall'])} | {_num(r['f1'])} | "
                   f"{r['false_boxes_per_photo']:.3f} | {_num(r['duplicates_per_organism'])} | "
