@@ -164,7 +164,8 @@ def make_eval_sets(out: Path) -> dict[str, Path]:
 
     hornet-frames (bait stations, as they come); bumblebee (all 100 photos: Bombus, unknown to the models);
     bees-hornets valid and hornets-3class test (photos of one class only; bees-hornets' hornets are the genus
-    Vespa, mostly V. velutina); hymenoptera val (ants and honey bees).
+    Vespa, mostly V. velutina); hymenoptera val (ants and honey bees); giant-hornet val (Vespa mandarinia, a hornet
+    the classifier never saw).
     """
     sets = out / "evaluation-sets"
     made = {"hornet-frames": _need(SHARED / "hornet-frames")}
@@ -182,6 +183,12 @@ def make_eval_sets(out: Path) -> dict[str, Path]:
     _link_photos(sets / "hymenoptera-val" / "Formicidae", sorted((hym / "ants").iterdir()))
     _link_photos(sets / "hymenoptera-val" / "Apis_mellifera", sorted((hym / "bees").iterdir()))
     made["hymenoptera-val"] = sets / "hymenoptera-val"
+    giant = SHARED / "giant-hornet" / "annotated_dataset"
+    if giant.is_dir():  # the hornet the classifier never saw: Vespa (or above), uncertain or unknown are right
+        names = (giant / "ImageSets" / "Main" / "val.txt").read_text().split()
+        photos = [giant / "JPEGImages" / f"{n}.jpg" for n in names]
+        _link_photos(sets / "giant-hornet-val" / "Vespa_mandarinia", [p for p in photos if p.is_file()])
+        made["giant-hornet-val"] = sets / "giant-hornet-val"
     return made
 
 
