@@ -41,7 +41,7 @@ BEES_HORNETS = {"Bees": "Apis mellifera", "Hornets": "Vespa velutina"}
 HORNETS_3CLASS = {"asian": "Vespa velutina", "european": "Vespa crabro", "other": "other insect"}
 OUTLIER_CLASS = "other insect"
 # frames of one video, photos of one observation (and their augmented copies) share a file-name prefix
-GROUP_REGEX = r"^(.*?)_(?:jpg|jpeg|png)"
+GROUP_REGEX = r"(?i)^(.*?)_(?:jpg|jpeg|png)"
 
 
 def _need(path: Path) -> Path:
@@ -116,6 +116,44 @@ def make_crops(out: Path, detector: Path) -> Path:
     shutil.rmtree(done, ignore_errors=True)
     crops.rename(done)
     return done
+
+
+def add_non_targets(out: Path, crops: Path, hive_bees: int = 240, trap_photos: int = 2) -> dict[str, int]:
+    """The recipe of issue 19: honey bees seen from above at a hive, and insects of every kind as look-alikes.
+
+    ``hive-bees`` (one bee per crop, from above, as a hive or bait-station camera sees them): every third of
+    them, named ``hive-<frame>_jpg-<item>`` so that the group split keeps the frames of one video together.
+    ``yellow-traps``: the boxes of ``trap_photos`` trap photos (flies, wasps, beetles...) cut as crops of the
+    look-alike class, which the classifier learns to tell apart and answers ``unknown``.
+    """
+    from annotations.coco import import_annotations, load_coco
+    from annotations.commands import export_crops
+    from core.io import atomic_write_json
+
+    added = {"Apis mellifera": 0, OUTLIER_CLASS: 0}
+    hive = SHARED / "hive-bees" / "Dataset"
+    if hive.is_dir():
+        dest = crops / "Apis mellifera"
+        for photo in sorted(hive.glob("*.jpg"))[::3][:hive_bees]:
+            frame, _, item = photo.stem.lstrip("NP").partition("-")
+            link = dest / f"hive-{frame}_jpg-{item}{photo.suffix}"
+            if not link.exists():
+                link.symlink_to(photo)
+            added["Apis mellifera"] += 1
+    traps = SHARED / "yellow-traps" / "valid" / "_annotations.coco.json"
+    if traps.is_file():
+        coco, _ = import_annotations("coco", traps, out / "data" / "traps.json")
+        keep = {im["id"] for im in coco["images"][:trap_photos]}
+        subset = load_coco(out / "data" / "traps.json")
+        subset = {**subset, "images": [im for im in subset["images"] if im["id"] in keep],
+                  "annotations": [a for a in subset["annotations"] if a["image_id"] in keep]}
+        subset.pop("image_root", None)
+        atomic_write_json(out / "data" / "traps-subset.json", subset)
+        names = {c["name"]: OUTLIER_CLASS for c in subset["categories"]}
+        added[OUTLIER_CLASS] = export_crops(out / "data" / "traps-subset.json", crops, rename=names).get(
+            "crops_per_class", {}).get(OUTLIER_CLASS, 0)
+    LOGGER.info("non-target and hive crops added: %s", added)
+    return added
 
 
 def train_classifier(out: Path, crops: Path) -> Path:
