@@ -12,16 +12,20 @@ from tests.conftest import shared
 HORNETS_PER_FRAME = {"Vespa_crabro": 3, "Vespa_velutina": 2}
 
 
+#: issue 19's aim on the 29 Asian hornets of the bait-station frames: at least this many named as their species
+VELUTINA_NAMED_AIM = 20
+
+
 def check_hornet_frames(detector, classifier) -> list[str]:
     """What goes wrong on the bait-station frames (never used in training); empty when every hornet is answered
-    honestly: boxed once at most, named as its own species, rolled up to Vespa, uncertain or unknown, never
-    an ant or a bee."""
+    honestly: boxed once at most, named as its own species, rolled up to Vespa (never above), uncertain or
+    unknown, never an ant or a bee, no European hornet named Asian, and at least 20 Asian hornets named."""
     from core.io import list_images
     from pipeline.predictor import Pipeline
     from pipeline.settings import InferenceSettings
 
     pipe = Pipeline.from_files(detector, classifier, InferenceSettings(device="cpu"))
-    problems = []
+    problems, named_velutina = [], 0
     for species, hornets in HORNETS_PER_FRAME.items():
         truth = species.replace("_", " ")
         for photo in list_images(shared("hornet-frames", species)):
@@ -32,9 +36,12 @@ def check_hornet_frames(detector, classifier) -> list[str]:
             if len(dets) > hornets:
                 problems.append(f"{species}/{photo.name}: {len(dets)} boxes for {hornets} hornets")
             for d in dets:
-                if d["reason"] in ("named", "rolled_up") and d["taxon"] not in (truth, "Vespa", "Vespidae"):
+                if d["reason"] in ("named", "rolled_up") and d["taxon"] not in (truth, "Vespa"):
                     problems.append(f"{species}/{photo.name}: a hornet answered {d['taxon']} ({d['reason']}, "
                                     f"{d['probability']:.2f})")
+                named_velutina += species == "Vespa_velutina" and d["taxon"] == "Vespa velutina"
+    if named_velutina < VELUTINA_NAMED_AIM:
+        problems.append(f"Vespa_velutina: {named_velutina} hornets named Vespa velutina (aim: {VELUTINA_NAMED_AIM})")
     return problems
 
 
