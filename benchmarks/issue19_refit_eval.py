@@ -6,6 +6,7 @@ sys.path.insert(0, ".")
 from tools.demo import evaluate_demo
 
 out = Path("runs/demo")
-# run `taxolens classifier refit --model runs/demo/classifier/model.pt --out runs/demo/classifier/refit.pt` first
+# first: taxolens classifier refit --model runs/demo/classifier/model.pt \
+#            --out runs/demo/classifier/refit.pt
 for name, clf in (("before", out / "classifier" / "model.pt"), ("refit", out / "classifier" / "refit.pt")):
     evaluate_demo(out, out / "detector" / "model.pt", Path(clf), dest=out / f"evaluation-{name}", extra=["--workers", "1"])

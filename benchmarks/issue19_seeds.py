@@ -1,5 +1,7 @@
-"""Issue 19 experiment: the demo classifier recipe with hive bees and non-target insects, seeds 0-2, against the
-current recipe (seeds 1-2; seed 0 is runs/demo), each with species.yaml's required precision, on held-out sets.
+"""Issue 19 experiment: the demo recipe with hive bees and non-target insects against the current one.
+
+Seeds 0-2 of the new recipe, seeds 1-2 of the current one (seed 0 is runs/demo), each with species.yaml's
+required precision, the same detector, on the held-out sets.
 """
 import shutil
 import sys

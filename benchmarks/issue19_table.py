@@ -7,6 +7,7 @@ ABOVE_VESPA = {"Vespidae", "Hymenoptera", "Insecta", "Arthropoda", "Animalia"}
 
 
 def figures(ev: Path, clf: Path) -> dict:
+    """The figures issue 19 asks for, from one evaluation folder and its classifier file."""
     def rep(name):
         p = ev / name / "report.json"
         return json.loads(p.read_text()) if p.is_file() else None
@@ -38,7 +39,8 @@ def figures(ev: Path, clf: Path) -> dict:
         ans = sum((f["answered"] or 0) * f["organisms"] for f in hy["folders"])
         right = sum((f["answers_right"] or 0) * (f["answered"] or 0) * f["organisms"] for f in hy["folders"])
         fine = sum(f["answers"].get(t, 0) for f in hy["folders"] for t in ("Apis mellifera", "Formicidae"))
-        out["hym_answered"], out["hym_right"], out["hym_species_or_family"] = ans / n, right / ans if ans else None, fine / n
+        out["hym_answered"], out["hym_species_or_family"] = ans / n, fine / n
+        out["hym_right"] = right / ans if ans else None
     bh = rep("bees-hornets-valid")
     if bh:
         o = bh["overall"]
