@@ -11,8 +11,9 @@ Steps, each skipped when its output exists (so a later run starts the app in sec
    (configs/demo-detector.yaml), its operating point chosen on bees-hornets valid.
 2. Classifier crops through the one crop function: honey bees and hornets of bees-hornets (its hornets are
    mostly *Vespa velutina*), Asian and European hornets and the look-alikes ("other": wasps, flies, bees) of
-   hornets-3class train and valid; ants from ``hymenoptera`` through ``annotations propose``; and crops of
-   no organism: the detector's boxes on bees-hornets that match no annotated organism.
+   hornets-3class train and valid; ants from ``hymenoptera`` through ``annotations propose``; crops of
+   no organism: the detector's boxes on bees-hornets that match no annotated organism; honey bees from above
+   at a hive (``hive-bees``) and insects of yellow sticky traps as more look-alikes (``add_non_targets``).
 3. A classifier over *Apis mellifera*, *Vespa velutina*, *Vespa crabro* and Formicidae, with ``no organism``
    as background and the look-alikes as an outlier class (configs/demo-classifier.yaml, field augmentation
    and --lighting 0.5: a dark hornet lit green is no ant),
@@ -111,6 +112,7 @@ def make_crops(out: Path, detector: Path) -> Path:
     folder = _link_photos(out / "data" / "ants-by-class" / "Formicidae", ants).parent
     propose(det, folder, out / "data" / "ants.json", score_threshold=0.3, max_per_photo=1)
     export_crops(out / "data" / "ants.json", crops)
+    add_non_targets(out, crops)  # issue 19: three seeds each, fewer wrong names of insects never seen (BENCHMARKS.md)
     counts = {p.name: len(list(p.glob("*.png"))) for p in sorted(crops.iterdir()) if p.is_dir()}
     LOGGER.info("crops per class: %s", counts)
     shutil.rmtree(done, ignore_errors=True)
