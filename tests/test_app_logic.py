@@ -40,7 +40,9 @@ def test_uncertain_card_shows_three_guesses_and_unknown_taxon_gets_plain_card():
          "top": [{"taxon": "Vespa velutina", "probability": 0.5}, {"taxon": "Apis mellifera", "probability": 0.3},
                  {"taxon": "Bombus", "probability": 0.2}]}
     html = card_html(d, 1, "en")
-    assert "not sure" in html and html.count("<li>") == 3 and "Asian hornet" in html
+    guesses = html.split("<ol>")[1].split("</ol>")[0]
+    assert "not sure" in html and guesses.count("<li>") == 3 and "Asian hornet" in html
+    assert 'data-testid="look-alikes"' in html  # a hornet among the guesses: how to tell them apart
     known = card_html({**d, "taxon": "Vespa velutina", "reason": "named", "accepted": True}, 1, "es")
     assert "INVASORA en Galicia" in known and "012" in known
     plain = card_html({**d, "taxon": "Polistes dominula", "reason": "named", "accepted": True}, 2, "gl")
