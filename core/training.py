@@ -9,8 +9,9 @@ refuses a checkpoint written with other settings, naming each one that changed (
 The policy is said, not implied:
 
 - ``best val_accuracy``: the epoch with the highest validation accuracy (the classifier, with validation
-  photos). Its weights are written to ``OUT/kept.pt`` when it improves, so the checkpoint holds one copy of
-  the weights, not two.
+  photos). Its weights are written to ``OUT/kept-<epoch>.pt`` when it improves, before the checkpoint that
+  names that epoch (a kill between the two leaves the older checkpoint and its own file), so the checkpoint
+  holds one copy of the weights, not two.
 - ``last``: the last epoch (the detector, whose validation is a COCO evaluation run once at the end, and a
   classifier trained without validation photos: a training loss is no measure of the best epoch).
 """
@@ -38,7 +39,9 @@ FREE_ON_RESUME = frozenset({"epochs", "workers", "device", "config", "force", "o
                             "score_threshold", "target_precision", "suppress_iou", "suppress_containment",
                             "threshold", "calibrate", "unknown_method", "unknown_pass_rate", "species_file"})
 POLICIES = ("best val_accuracy", "last")
-KEPT_FILE = "kept.pt"
+def kept_file(out: Path, epoch: int) -> Path:
+    """Where the kept epoch's weights are: ``OUT/kept-<epoch>.pt``."""
+    return out / f"kept-{epoch}.pt"
 
 
 class ResumeRefused(ValueError):
@@ -144,14 +147,15 @@ def resume_training(path: Path, *, arch: str, class_names: list[str], device: to
 
 
 def kept_state(out: Path, kept: KeptEpoch, model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The weights the release file gets: the last epoch's, or the best epoch's from ``OUT/kept.pt``."""
+    """The weights the release file gets: the last epoch's, or the best epoch's from ``OUT/kept-<epoch>.pt``."""
     if kept.policy == "last":
         return model.state_dict()
+    path = kept_file(out, kept.epoch)
     try:
-        return torch.load(out / KEPT_FILE, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError) as exc:
-        raise ModelFileError(f"{out / KEPT_FILE}: the kept epoch's weights cannot be read ({exc}); delete "
-                             "checkpoint.pt to train again") from exc
+        raise ModelFileError(f"{path}: the kept epoch's weights cannot be read ({exc}); delete checkpoint.pt to "
+                             "train again") from exc
 
 
 @dataclass
@@ -208,10 +212,13 @@ class Run:
             if d.main:
                 if improved and self.kept.policy != "last":
                     atomic_torch_save({k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-                                      self.out / KEPT_FILE)
+                                      kept_file(self.out, self.kept.epoch))
                 save_checkpoint(self.checkpoint, arch=self.arch, class_names=self.class_names, epoch=epoch + 1,
                                 model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
                                 scaler=self.scaler, history=self.history, settings=self.settings, kept=self.kept)
+                for old in self.out.glob("kept-*.pt"):  # only once the checkpoint names the new one
+                    if old != kept_file(self.out, self.kept.epoch):
+                        old.unlink(missing_ok=True)
                 if on_saved is not None:
                     on_saved(row)
             barrier(d)

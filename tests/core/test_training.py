@@ -41,13 +41,16 @@ def test_a_classifier_resume_with_another_lr_is_refused_by_name_and_forced(tiny_
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ckpt["kept"] == {"policy": "best val_accuracy", "epoch": 1, "score": ckpt["history"][0]["val_accuracy"]}
     assert set(ckpt) >= {"model", "optimizer", "settings"} and "best_state" not in ckpt  # one copy of the weights
+    assert [p.name for p in out.glob("kept-*.pt")] == ["kept-1.pt"]
     config_before = (out / "config.yaml").read_text()
     with pytest.raises(ResumeRefused, match=r"--lr 0\.05 \(checkpoint: 0\.01\)"):
         ctrain.main([*args, "--epochs", "2", "--lr", "0.05"])
     assert (out / "config.yaml").read_text() == config_before  # nothing rewritten by a refused resume
     summary = ctrain.main([*args, "--epochs", "2"])  # more epochs: the same run, resumed
-    assert len(torch.load(out / "checkpoint.pt", weights_only=True)["history"]) == 2
-    assert summary["best_epoch"] in (1, 2)
+    resumed = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert len(resumed["history"]) == 2 and summary["best_epoch"] in (1, 2)
+    # the kept weights are the file the checkpoint names, and no other is left
+    assert [p.name for p in out.glob("kept-*.pt")] == [f"kept-{resumed['kept']['epoch']}.pt"]
     forced = ctrain.main([*args, "--epochs", "3", "--lr", "0.05", "--force"])
     assert forced["best_epoch"] in (1, 2, 3) and "lr: 0.05" in (out / "config.yaml").read_text()
 
