@@ -1,0 +1,22 @@
+"""The demo's non-target data (issue 19): hive bees grouped by video frame, trap insects as look-alikes."""
+
+import re
+
+from tests.conftest import shared
+
+
+def test_add_non_targets_adds_hive_bees_and_trap_insects_grouped_for_the_split(tmp_path):
+    from tools import demo
+
+    shared("hive-bees")
+    shared("yellow-traps")
+    crops = tmp_path / "data" / "crops"
+    (crops / "Apis mellifera").mkdir(parents=True)
+    added = demo.add_non_targets(tmp_path, crops, hive_bees=30, trap_photos=1)
+    bees = sorted(p.name for p in (crops / "Apis mellifera").iterdir())
+    traps = list((crops / demo.OUTLIER_CLASS).iterdir())
+    assert added == {"Apis mellifera": 30, demo.OUTLIER_CLASS: len(traps)} and len(bees) == 30 and traps
+    # the group split keeps the crops of one video frame together: the group is hive-<frame>
+    groups = {re.match(demo.GROUP_REGEX, b).group(1) for b in bees}
+    assert all(g.startswith("hive-") and g[5:].isdigit() for g in groups)
+    assert all(re.match(demo.GROUP_REGEX, t.name) for t in traps)  # trap crops: grouped by their photo
