@@ -41,6 +41,7 @@ from classifier.data import (
     write_dataset_report,
 )
 from classifier.fit import DEFAULT_UNKNOWN_METHOD, fit_extras
+from classifier.hierarchy import HierarchicalLoss, rank_groups
 from classifier.metrics import confusion_summary
 from classifier.models import ARCHITECTURES, Preprocessing, build_classifier, count_trainable
 from classifier.predict import Classifier
@@ -50,9 +51,12 @@ from core.distributed import Dist, mean_across, training_run, wrap
 from core.io import atomic_write_json
 from core.modelfile import save_model_file
 from core.runtime import WorkerInit, seed_everything
+from core.taxonomy import lineages
 from core.training import KeptEpoch, Run, add_force_arg, kept_state
 
 LOGGER = logging.getLogger(__name__)
+#: how the network is trained: the whole of it by SGD, or only its last layer on frozen features
+RECIPES = ("finetune", "linear")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -114,6 +118,20 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="auto: CUDA, then MPS, then CPU")
     p.add_argument("--max-steps-per-epoch", type=int, default=0, help="batches per epoch at most (0: all)")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation report at the end")
+    p.add_argument("--recipe", default="finetune", choices=RECIPES,
+                   help="finetune: train the whole network by SGD for --epochs; linear: keep the ImageNet network "
+                        "as it is and fit only its last layer, by L-BFGS on cached features of --views copies of "
+                        "each crop (minutes on a CPU; see docs/classifier.md)")
+    p.add_argument("--views", type=int, default=2,
+                   help="linear recipe: copies of each training crop (the crop, its mirror image, then augmented "
+                        "copies with --augment and --lighting)")
+    p.add_argument("--feature-cache", default=None,
+                   help="linear recipe: folder where the features are kept for the next run on the same crops "
+                        "(default OUT/features)")
+    p.add_argument("--l2", type=float, default=0.01, help="linear recipe: weight penalty of the last layer")
+    p.add_argument("--hierarchy-weight", type=float, default=0.0,
+                   help="weight of the loss at genus, family and order (the summed probability of the true "
+                        "class's taxon; species.yaml's lineages), added to the loss at the class; 0: none")
     add_force_arg(p)
     return p
 
@@ -255,6 +273,11 @@ class TrainSettings:
     lighting: float = 0.0
     force: bool = False
     config: str | None = None
+    recipe: str = "finetune"
+    feature_cache: str | None = None
+    views: int = 2
+    l2: float = 0.01
+    hierarchy_weight: float = 0.0
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> TrainSettings:
@@ -305,13 +328,25 @@ def _check_data(settings: TrainSettings) -> tuple[ClassData, list[str], list[str
     return data, background, outliers
 
 
+def _class_weights(settings: TrainSettings, data: ClassData) -> torch.Tensor | None:
+    """``--balance loss``: each class weighted by the inverse of its share of the training photos."""
+    if settings.balance != "loss":
+        return None
+    counts = np.bincount([c for _, c in data.train], minlength=len(data.class_names)).astype(np.float32)
+    return torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)))
+
+
+def taxonomy_loss(settings: TrainSettings, class_names: list[str],
+                  class_weights: torch.Tensor | None) -> HierarchicalLoss:
+    """Cross-entropy at the class, plus ``--hierarchy-weight`` times the loss at each rank above it."""
+    groups = rank_groups(class_names, lineages(class_names, settings.species_file)) if settings.hierarchy_weight else {}
+    return HierarchicalLoss(groups, settings.hierarchy_weight, class_weights)
+
+
 def _optimisation(settings: TrainSettings, data: ClassData, model: nn.Module, device: torch.device) -> tuple:
     """Loss (class-weighted with ``--balance loss``), SGD, StepLR and, on CUDA, the AMP gradient scaler."""
-    class_weights = None
-    if settings.balance == "loss":
-        counts = np.bincount([c for _, c in data.train], minlength=len(data.class_names)).astype(np.float32)
-        class_weights = torch.tensor(counts.sum() / (len(counts) * counts), device=device)
-    criterion = nn.CrossEntropyLoss(weight=class_weights)
+    class_weights = _class_weights(settings, data)
+    criterion = taxonomy_loss(settings, data.class_names, class_weights).to(device)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=settings.lr,
                                 momentum=settings.momentum, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=settings.step_size, gamma=settings.gamma)
@@ -331,6 +366,8 @@ def _train(settings: TrainSettings, out: Path, device: torch.device, d: Dist) ->
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    if settings.recipe == "linear":
+        return _train_linear(settings, out, device, d, data, pre, model, background, outliers)
     train_loader, val_loader = _loaders(data, settings, pre, device, d)
     criterion, optimizer, scheduler, scaler = _optimisation(settings, data, model, device)
     run = Run.start(out, arch=settings.arch, class_names=data.class_names, device=device, model=model,
@@ -369,14 +406,72 @@ def _train(settings: TrainSettings, out: Path, device: torch.device, d: Dist) ->
     run.run_epochs(settings.epochs, one_epoch, d, saved)
     if not d.main:
         return {"rank": d.rank, "history": run.history}
-    return _release(settings, out, device, d, data, pre, model, run, report, background, outliers)
+    return _release(settings, out, device, d, data, pre, model, (run.history, run.kept), report, background,
+                    outliers)
+
+
+def _train_linear(settings: TrainSettings, out: Path, device: torch.device, d: Dist, data: ClassData,
+                  pre: Preprocessing, model: nn.Module, background: list[str], outliers: list[str]) -> dict:
+    """The linear recipe: features of ``--views`` copies of each training crop, the last layer fitted by L-BFGS."""
+    from classifier import linear
+
+    if d.enabled:
+        raise ValueError("--recipe linear runs in one process (its fit takes seconds); start it without torchrun")
+    if settings.views > 2 and settings.augment == "study" and not settings.lighting:
+        LOGGER.info("--views %d: the augmented copies use --augment study", settings.views)
+    start = time.perf_counter()
+    seed_everything(settings.seed)
+    report = write_dataset_report(data, out)
+    write_resolved(asdict(settings), out / "config.yaml")
+    clf = Classifier(model.eval(), data.class_names, pre, settings.threshold, {"architecture": settings.arch}, device)
+    augmented = build_transform(pre, train=True, rotations=settings.rotations, scale=settings.crop_scale,
+                                augment=settings.augment, lighting=settings.lighting)
+    views = linear.view_transforms(build_transform(pre, train=False), augmented, settings.views)
+    cache = Path(settings.feature_cache) if settings.feature_cache else out / "features"
+    batch = max(settings.batch_size, 32)
+    network = {"arch": settings.arch, "weights": settings.weights, "preprocessing": pre.to_dict()}
+
+    def view_features(i: int, tf: Any) -> tuple[np.ndarray, np.ndarray]:
+        # the crop and its mirror image are the same for every seed; the augmented copies are drawn from it
+        key = {**network, "view": i, **({} if i < 2 else {
+            "seed": settings.seed, "augment": settings.augment, "lighting": settings.lighting,
+            "crop_scale": list(settings.crop_scale), "rotations": list(settings.rotations)})}
+        def compute() -> tuple[np.ndarray, np.ndarray]:
+            seed_everything(settings.seed * 1000 + i)  # each copy's draws from its own seed, cached or not
+            tf.set_random_seed(settings.seed * 1000 + i)
+            return linear.features(clf, data.train, tf, batch_size=batch, workers=settings.workers,
+                                   desc=f"training features, copy {i + 1}/{len(views)}")
+
+        return linear.cached_features(cache, key, compute, data.train)
+
+    per_view = [view_features(i, tf) for i, tf in enumerate(views)]
+    x, y = linear.stack_views(per_view)
+    loss = taxonomy_loss(settings, data.class_names, _class_weights(settings, data))
+    w, b = linear.fit_head(x, y, len(data.class_names), loss=loss, l2=settings.l2)
+    linear.set_head(model, settings.arch, w, b)
+    row: dict[str, Any] = {"epoch": 1, "train_accuracy": linear.accuracy(w, b, x, y), "train_loss": None,
+                           "lr": None, "images_per_second": len(y) / max(time.perf_counter() - start, 1e-9)}
+    if data.val:
+        xv, yv = linear.cached_features(cache, {**network, "view": 0}, lambda: linear.features(
+            clf, data.val, build_transform(pre, train=False), batch_size=batch, workers=settings.workers,
+            desc="validation features"), data.val)
+        s = confusion_summary(yv, (torch.from_numpy(xv) @ w.T + b).argmax(1).numpy(), data.class_names)
+        with torch.no_grad():
+            val_loss = float(loss(torch.from_numpy(xv) @ w.T + b, torch.from_numpy(yv).long()))
+        row.update(val_loss=val_loss, val_accuracy=s["accuracy"], val_kappa=s["kappa"])
+    row["seconds"] = time.perf_counter() - start
+    LOGGER.info("linear recipe: %d features of %d crops, train accuracy %.3f, val accuracy %s (%.0f s)", len(y),
+                len(data.train), row["train_accuracy"], row.get("val_accuracy"), row["seconds"])
+    atomic_write_json(out / "history.json", [row])
+    return _release(settings, out, device, d, data, pre, model, ([row], KeptEpoch("last", 1)), report, background,
+                    outliers)
 
 
 def _release(settings: TrainSettings, out: Path, device: torch.device, d: Dist, data: ClassData,
-             pre: Preprocessing, model: nn.Module, run: Run, report: dict, background: list[str],
-             outliers: list[str]) -> dict:
+             pre: Preprocessing, model: nn.Module, kept: tuple[list[dict], KeptEpoch], report: dict,
+             background: list[str], outliers: list[str]) -> dict:
     """The release file: the kept epoch's weights, fitted calibration, thresholds and unknown score; its report."""
-    history, best = run.history, run.kept
+    history, best = kept
     best_state = kept_state(out, best, model)
     split_settings = {"val_fraction": settings.val_fraction, "seed": settings.seed, "group_regex": settings.group_regex}
     best_row = next((r for r in history if r["epoch"] == best.epoch), history[-1] if history else {})
@@ -389,7 +484,9 @@ def _release(settings: TrainSettings, out: Path, device: torch.device, d: Dist, 
         "class_thresholds": {},
         "metrics": {"best_epoch": best.epoch, "epoch_policy": best.policy, "val_accuracy": best_row.get("val_accuracy"),
                     "val_kappa": best_row.get("val_kappa"), "val_loss": best_row.get("val_loss")},
-        "training": {"weights": settings.weights, "epochs": settings.epochs, "lr": settings.lr,
+        "training": {"recipe": settings.recipe, "weights": settings.weights, "epochs": settings.epochs,
+                     "lr": settings.lr, "views": settings.views, "l2": settings.l2,
+                     "hierarchy_weight": settings.hierarchy_weight,
                      "momentum": settings.momentum,
                      "batch_size": settings.batch_size, "balance": settings.balance, "seed": settings.seed,
                      "augment": settings.augment, "lighting": settings.lighting,

@@ -13,6 +13,7 @@ import torch
 from classifier import train
 from classifier.data import load_class_data
 from classifier.predict import Classifier
+from core.io import read_image
 from core.modelfile import ModelFileError, load_model_file
 from tests.conftest import make_photo, shared
 
@@ -182,3 +183,49 @@ def test_background_and_look_alike_classes_thresholds_and_field_augmentation(tin
     with pytest.raises(ValueError, match="no class folder for outlier class"):
         train.main(["--data", str(tiny_classes), "--out", str(tmp_path / "r2"), "--outlier-classes", "purple",
                     *FAST])
+
+
+def test_linear_recipe_fits_the_last_layer_on_frozen_features(tiny_classes, tmp_path):
+    base = ["--data", str(tiny_classes), "--arch", "resnet18", "--weights", "none", "--input-size", "32",
+            "--workers", "0", "--device", "cpu", "--recipe", "linear", "--augment", "field", "--seed", "3"]
+    summary = train.main([*base, "--out", str(tmp_path / "run"), "--views", "3", "--hierarchy-weight", "0.5"])
+    raw = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    assert raw["training"]["recipe"] == "linear" and raw["training"]["views"] == 3
+    assert raw["training"]["hierarchy_weight"] == 0.5
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert len(history) == 1 and history[0]["val_accuracy"] == summary["val_accuracy"]
+    # random features of three colours are enough for a linear layer; the release file holds that layer
+    clf = Classifier.from_file(tmp_path / "run" / "model.pt")
+    data = load_class_data(tiny_classes, seed=3)
+    right = [clf.predict(read_image(p)).argmax() == c for p, c in data.val]
+    assert sum(right) / len(right) >= 0.9 and summary["val_accuracy"] >= 0.9
+    # the backbone is the one it was built with: only the last layer differs from a fresh network
+    from classifier.models import build_classifier
+    from core.runtime import seed_everything
+
+    seed_everything(3)
+    fresh, _ = build_classifier("resnet18", 3, "none")
+    differ = {k for k, v in fresh.state_dict().items() if not torch.equal(v, raw["state_dict"][k])}
+    assert differ == {"fc.weight", "fc.bias"}
+
+
+def test_linear_recipe_reads_its_cached_features_back(tiny_classes, tmp_path, caplog):
+    base = ["--data", str(tiny_classes), "--arch", "resnet18", "--weights", "none", "--input-size", "32",
+            "--workers", "0", "--device", "cpu", "--recipe", "linear", "--views", "3", "--no-eval"]
+    from core.runtime import seed_everything
+
+    seed_everything(0)  # the same random network both times
+    train.main([*base, "--out", str(tmp_path / "a")])
+    cached = sorted((tmp_path / "a" / "features").glob("features-*.npz"))
+    assert len(cached) == 4  # three copies of the training crops, the validation crops
+    seed_everything(0)
+    with caplog.at_level(logging.INFO, logger="classifier.linear"):
+        train.main([*base, "--out", str(tmp_path / "b"), "--feature-cache", str(tmp_path / "a" / "features")])
+    assert caplog.text.count("features read from") == 4
+    a, b = (torch.load(tmp_path / r / "model.pt", weights_only=True)["state_dict"] for r in ("a", "b"))
+    assert torch.equal(a["fc.weight"], b["fc.weight"])
+    # another seed: another split and other augmented copies, in new files beside the first
+    seed_everything(0)
+    train.main([*base, "--out", str(tmp_path / "c"), "--feature-cache", str(tmp_path / "a" / "features"),
+                "--seed", "1"])
+    assert len(list((tmp_path / "a" / "features").glob("features-*.npz"))) >= 5
