@@ -56,7 +56,7 @@ from core.training import KeptEpoch, Run, add_force_arg, kept_state
 
 LOGGER = logging.getLogger(__name__)
 #: how the network is trained: the whole of it by SGD, or only its last layer on frozen features
-RECIPES = ("finetune", "linear")
+RECIPES = ("finetune", "linear", "linear-finetune")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -121,7 +121,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", default="finetune", choices=RECIPES,
                    help="finetune: train the whole network by SGD for --epochs; linear: keep the ImageNet network "
                         "as it is and fit only its last layer, by L-BFGS on cached features of --views copies of "
-                        "each crop (minutes on a CPU; see docs/classifier.md)")
+                        "each crop (minutes on a CPU); linear-finetune: the linear fit first, then the fine-tune "
+                        "from there (LP-FT; see docs/classifier.md)")
     p.add_argument("--views", type=int, default=2,
                    help="linear recipe: copies of each training crop (the crop, its mirror image, then augmented "
                         "copies with --augment and --lighting)")
@@ -368,6 +369,11 @@ def _train(settings: TrainSettings, out: Path, device: torch.device, d: Dist) ->
         model = model.to(memory_format=torch.channels_last)
     if settings.recipe == "linear":
         return _train_linear(settings, out, device, d, data, pre, model, background, outliers)
+    if settings.recipe == "linear-finetune" and not (out / "checkpoint.pt").is_file():
+        # the fine-tune starts from a fitted last layer, so the first steps do not tear the features apart to
+        # make up for a random one (a resumed run takes its weights from the checkpoint)
+        _fit_linear(settings, out, device, d, data, pre, model)
+        model.to(device)
     train_loader, val_loader = _loaders(data, settings, pre, device, d)
     criterion, optimizer, scheduler, scaler = _optimisation(settings, data, model, device)
     run = Run.start(out, arch=settings.arch, class_names=data.class_names, device=device, model=model,
@@ -413,16 +419,23 @@ def _train(settings: TrainSettings, out: Path, device: torch.device, d: Dist) ->
 def _train_linear(settings: TrainSettings, out: Path, device: torch.device, d: Dist, data: ClassData,
                   pre: Preprocessing, model: nn.Module, background: list[str], outliers: list[str]) -> dict:
     """The linear recipe: features of ``--views`` copies of each training crop, the last layer fitted by L-BFGS."""
-    from classifier import linear
-
     if d.enabled:
         raise ValueError("--recipe linear runs in one process (its fit takes seconds); start it without torchrun")
-    if settings.views > 2 and settings.augment == "study" and not settings.lighting:
-        LOGGER.info("--views %d: the augmented copies use --augment study", settings.views)
-    start = time.perf_counter()
-    seed_everything(settings.seed)
     report = write_dataset_report(data, out)
     write_resolved(asdict(settings), out / "config.yaml")
+    row = _fit_linear(settings, out, device, d, data, pre, model)
+    atomic_write_json(out / "history.json", [row])
+    return _release(settings, out, device, d, data, pre, model, ([row], KeptEpoch("last", 1)), report, background,
+                    outliers)
+
+
+def _fit_linear(settings: TrainSettings, out: Path, device: torch.device, d: Dist, data: ClassData,
+                pre: Preprocessing, model: nn.Module) -> dict:
+    """Fit the network's last layer on frozen features (cached); returns the fit's row (accuracies, seconds)."""
+    from classifier import linear
+
+    start = time.perf_counter()
+    seed_everything(settings.seed)
     clf = Classifier(model.eval(), data.class_names, pre, settings.threshold, {"architecture": settings.arch}, device)
     augmented = build_transform(pre, train=True, rotations=settings.rotations, scale=settings.crop_scale,
                                 augment=settings.augment, lighting=settings.lighting)
@@ -460,11 +473,9 @@ def _train_linear(settings: TrainSettings, out: Path, device: torch.device, d: D
             val_loss = float(loss(torch.from_numpy(xv) @ w.T + b, torch.from_numpy(yv).long()))
         row.update(val_loss=val_loss, val_accuracy=s["accuracy"], val_kappa=s["kappa"])
     row["seconds"] = time.perf_counter() - start
-    LOGGER.info("linear recipe: %d features of %d crops, train accuracy %.3f, val accuracy %s (%.0f s)", len(y),
+    LOGGER.info("last layer fitted: %d features of %d crops, train accuracy %.3f, val accuracy %s (%.0f s)", len(y),
                 len(data.train), row["train_accuracy"], row.get("val_accuracy"), row["seconds"])
-    atomic_write_json(out / "history.json", [row])
-    return _release(settings, out, device, d, data, pre, model, ([row], KeptEpoch("last", 1)), report, background,
-                    outliers)
+    return row
 
 
 def _release(settings: TrainSettings, out: Path, device: torch.device, d: Dist, data: ClassData,

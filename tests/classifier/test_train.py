@@ -229,3 +229,20 @@ def test_linear_recipe_reads_its_cached_features_back(tiny_classes, tmp_path, ca
     train.main([*base, "--out", str(tmp_path / "c"), "--feature-cache", str(tmp_path / "a" / "features"),
                 "--seed", "1"])
     assert len(list((tmp_path / "a" / "features").glob("features-*.npz"))) >= 5
+
+
+def test_linear_finetune_starts_from_the_fitted_last_layer(tiny_classes, tmp_path):
+    base = ["--data", str(tiny_classes), "--arch", "resnet18", "--weights", "none", "--input-size", "32",
+            "--workers", "0", "--device", "cpu", "--no-eval", "--feature-cache", str(tmp_path / "features")]
+    from core.runtime import seed_everything
+
+    seed_everything(0)
+    train.main([*base, "--out", str(tmp_path / "linear"), "--recipe", "linear"])
+    seed_everything(0)  # the same random network: a tiny learning rate leaves the fitted layer as it was
+    train.main([*base, "--out", str(tmp_path / "lpft"), "--recipe", "linear-finetune", "--epochs", "1",
+                "--lr", "1e-12"])
+    a, b = (torch.load(tmp_path / r / "model.pt", weights_only=True)["state_dict"] for r in ("linear", "lpft"))
+    assert a["fc.weight"].abs().max() > 0.01  # a fitted layer, not a zero one
+    assert torch.allclose(a["fc.weight"], b["fc.weight"], atol=1e-6) and torch.allclose(a["fc.bias"], b["fc.bias"],
+                                                                                     atol=1e-6)
+    assert json.loads((tmp_path / "lpft" / "history.json").read_text())[0]["epoch"] == 1
