@@ -510,6 +510,41 @@ def save_subset(coco: dict, image_ids: set[int], out: str | Path) -> dict:
     return subset
 
 
+def merge_coco(cocos: list[dict], out: str | Path) -> dict:
+    """Several canonical COCO files (as :func:`load_coco` reads them) as one, written to ``out``.
+
+    Image and box ids are numbered afresh, categories that share a name are one, file names are re-rooted at
+    ``out``'s folder. A photo that two files list (the same path) is refused: its boxes would be counted twice.
+    """
+    out = Path(out)
+    merged: dict = {"info": {"description": "merged: " + ", ".join(str(c.get("info", {}).get("description", "?"))
+                                                                    for c in cocos)},
+                    "images": [], "annotations": [], "categories": []}
+    categories: dict[str, int] = {}
+    seen: dict[Path, int] = {}
+    for coco in cocos:
+        root = Path(coco["image_root"])
+        cat_map = {}
+        for c in coco["categories"]:
+            if c["name"] not in categories:
+                categories[c["name"]] = len(categories) + 1
+                merged["categories"].append({**c, "id": categories[c["name"]]})
+            cat_map[c["id"]] = categories[c["name"]]
+        image_map = {}
+        for im in coco["images"]:
+            path = (root / im["file_name"]).resolve()
+            if path in seen:
+                raise ValueError(f"{path}: listed in two of the files being merged")
+            seen[path] = image_map[im["id"]] = len(merged["images"]) + 1
+            merged["images"].append({**im, "id": image_map[im["id"]],
+                                     "file_name": os.path.relpath(path, out.parent.resolve())})
+        for a in coco["annotations"]:
+            merged["annotations"].append({**a, "id": len(merged["annotations"]) + 1,
+                                          "image_id": image_map[a["image_id"]], "category_id": cat_map[a["category_id"]]})
+    atomic_write_json(out, merged, indent=None)
+    return merged
+
+
 def problems_summary(problems: list[Problem]) -> dict[str, int]:
     """Count of problems per kind."""
     return dict(Counter(p.kind for p in problems))

@@ -1,11 +1,12 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from annotations.coco import import_annotations, load_coco, make_class_agnostic
+from annotations.coco import import_annotations, load_coco, make_class_agnostic, merge_coco, save_subset
 from annotations.commands import export_crops, split_main, stats, validate
 from core.crops import crop_box, crop_region
 from core.io import read_image
@@ -139,3 +140,32 @@ def test_real_roboflow_export_quirks(tmp_path):
     coco, problems = import_annotations("coco", traps, tmp_path / "traps.json")
     assert [c["name"] for c in coco["categories"]] == ["Insects"]
     assert len(coco["images"]) == 60
+
+
+def test_merge_two_files_of_other_folders(tiny_coco, tmp_path):
+    coco = load_coco(tiny_coco)
+    save_subset(coco, {1, 2, 3}, tmp_path / "a" / "first.json")
+    # the second file: other photos, its own ids from 1 and its categories in another order
+    second = {"images": [{**im, "id": im["id"] - 3} for im in coco["images"] if im["id"] in (4, 5)],
+              "annotations": [{**a, "id": k + 1, "image_id": a["image_id"] - 3, "category_id": 3 - a["category_id"]}
+                              for k, a in enumerate(a for a in coco["annotations"] if a["image_id"] in (4, 5))],
+              "categories": [{"id": 1, "name": "bee"}, {"id": 2, "name": "wasp"}, {"id": 3, "name": "fly"}]}
+    (tiny_coco.parent / "second.json").write_text(json.dumps(second))
+    merged = merge_coco([load_coco(tmp_path / "a" / "first.json"), load_coco(tiny_coco.parent / "second.json")],
+                        tmp_path / "b" / "merged.json")
+    back = load_coco(tmp_path / "b" / "merged.json")  # strict: ids unique, every reference declared
+    assert len(back["images"]) == 5 and [c["name"] for c in back["categories"]] == ["wasp", "bee", "fly"]
+    names = {c["id"]: c["name"] for c in back["categories"]}
+    by_photo = {}
+    for a in back["annotations"]:
+        im = next(i for i in back["images"] if i["id"] == a["image_id"])
+        assert (tmp_path / "b" / im["file_name"]).resolve().is_file()
+        by_photo.setdefault(Path(im["file_name"]).name, []).append((names[a["category_id"]], a["bbox"]))
+    original = {c["id"]: c["name"] for c in coco["categories"]}
+    for a in coco["annotations"]:
+        if a["image_id"] <= 5:
+            name = Path(coco["images"][a["image_id"] - 1]["file_name"]).name
+            assert (original[a["category_id"]], a["bbox"]) in by_photo[name]
+    assert len(merged["annotations"]) == sum(a["image_id"] <= 5 for a in coco["annotations"])
+    with pytest.raises(ValueError, match="listed in two"):
+        merge_coco([load_coco(tiny_coco), load_coco(tmp_path / "a" / "first.json")], tmp_path / "c.json")
