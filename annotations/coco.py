@@ -540,7 +540,8 @@ def merge_coco(cocos: list[dict], out: str | Path) -> dict:
                                      "file_name": os.path.relpath(path, out.parent.resolve())})
         for a in coco["annotations"]:
             merged["annotations"].append({**a, "id": len(merged["annotations"]) + 1,
-                                          "image_id": image_map[a["image_id"]], "category_id": cat_map[a["category_id"]]})
+                                          "image_id": image_map[a["image_id"]],
+                                          "category_id": cat_map[a["category_id"]]})
     atomic_write_json(out, merged, indent=None)
     return merged
 
