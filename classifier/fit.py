@@ -46,7 +46,7 @@ def collect(clf: Classifier, items: list[tuple[str, int]], batch_size: int = 32,
                         worker_init_fn=WorkerInit())
     logits, embeddings, labels = [], [], []
     for x, y in tqdm(loader, desc=desc, unit="batch", leave=False):
-        lg, emb = clf.outputs_tensor(x)
+        lg, emb = clf.outputs(x)
         logits.append(lg)
         embeddings.append(emb)
         labels.append(y.numpy())

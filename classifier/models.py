@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from core.backbones import OFFLINE_LITE, TFLITE_MEAN, TFLITE_STD, load_local_weights, offline_efficientnet_lite_state
@@ -49,6 +50,14 @@ class Preprocessing:
     #: ``as_is``, or ``grey_world``: each crop's channels scaled to one mean before anything else, in training
     #: and at inference alike, so the colour cast of a background (a green bait station) is taken out
     colour: str = "as_is"
+    #: test-time augmentation: ``none``, or ``mirror``: each crop is classified as it is and mirrored, and the
+    #: two outputs averaged (:func:`average_views`); calibration, thresholds and the unknown score are fitted
+    #: on the averaged outputs
+    tta: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.tta not in TTA:
+            raise ValueError(f"test-time augmentation {self.tta!r}: expected one of {', '.join(TTA)}")
 
     def to_dict(self) -> dict:
         """Plain types only, so the release file loads with ``weights_only=True``."""
@@ -64,6 +73,24 @@ class Preprocessing:
             if key in known:
                 known[key] = tuple(float(x) for x in known[key])
         return cls(**known)
+
+
+#: the test-time augmentations a model file can ask for
+TTA = ("none", "mirror")
+
+
+def average_views(logits: np.ndarray, embeddings: np.ndarray, views: int) -> tuple[np.ndarray, np.ndarray]:
+    """Outputs of ``views`` copies of a batch (stacked copy after copy) averaged per crop: the ensemble's answer.
+
+    Logits are averaged (a geometric mean of the probabilities, which the calibration then fits as one model's),
+    and so are the embeddings the unknown score reads.
+    """
+    if views == 1 or not len(logits):
+        return logits, embeddings
+    n = len(logits) // views
+    mean_logits = logits.reshape(views, n, *logits.shape[1:]).mean(0)
+    mean_emb = embeddings.reshape(views, n, *embeddings.shape[1:]).mean(0) if embeddings.size else embeddings[:n]
+    return mean_logits, mean_emb
 
 
 def _replace_head(model: Any, arch: str, num_classes: int) -> None:

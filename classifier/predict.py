@@ -19,7 +19,7 @@ import torch
 
 from classifier.calibration import softmax, unknown_scores
 from classifier.data import build_transform
-from classifier.models import Preprocessing, head_of, rebuild_classifier
+from classifier.models import Preprocessing, average_views, head_of, rebuild_classifier
 from core.defaults import THRESHOLD
 from core.modelfile import ModelFileError, load_model_file, load_weights
 from core.runtime import pick_device
@@ -119,9 +119,19 @@ class Classifier:
                              "(NaN or infinite); no answer is given")
         return out, emb
 
+    def outputs(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`outputs_tensor` with the model file's test-time augmentation.
+
+        ``mirror``: the crop and its mirror image, averaged by :func:`~classifier.models.average_views`.
+        """
+        if self.preprocessing.tta == "mirror" and batch.shape[0]:
+            logits, emb = self.outputs_tensor(torch.cat([batch, batch.flip(-1)]))
+            return average_views(logits, emb, 2)
+        return self.outputs_tensor(batch)
+
     def analyse_tensor(self, batch: torch.Tensor) -> Analysis:
         """Calibrated probabilities and unknown scores for a preprocessed batch."""
-        logits, emb = self.outputs_tensor(batch)
+        logits, emb = self.outputs(batch)
         unknown = self.info.get("unknown") or {}
         scores = None
         if unknown.get("method") and len(logits):

@@ -16,11 +16,13 @@ import argparse
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from classifier.calibration import UNKNOWN_METHODS
 from classifier.data import load_class_data
 from classifier.fit import fit_extras
+from classifier.models import TTA
 from classifier.predict import Classifier
 from core.config import check_settings
 from core.defaults import UNKNOWN_PASS_RATE
@@ -33,7 +35,7 @@ HEADER_KEYS = ("format", "format_version", "kind", "taxolens_version", "created"
 
 def refit(model: str | Path, out: str | Path, *, data: str | None = None, target_precision: float | None = None,
           species_file: str | None = None, calibrate: bool = True, unknown_method: str | None = None,
-          pass_rate: float | None = None, workers: int = 0) -> dict:
+          pass_rate: float | None = None, tta: str | None = None, workers: int = 0) -> dict:
     """Fit the honesty entries of ``model`` again on its recorded validation split; write ``out``; return them."""
     mf = load_model_file(model, "classifier")
     training = mf.get("training_data") or {}
@@ -44,6 +46,8 @@ def refit(model: str | Path, out: str | Path, *, data: str | None = None, target
     if data_set.class_names != list(mf["class_names"]):
         raise ValueError(f"{root}: class folders {data_set.class_names} are not the model's {mf['class_names']}")
     clf = Classifier.from_file(model, "cpu")
+    if tta is not None:  # the honesty entries are fitted on the outputs the new setting gives
+        clf.preprocessing = replace(clf.preprocessing, tta=tta)
     previous = mf.get("unknown") or {}
     extras = fit_extras(clf, data_set.train, data_set.val, background=mf.get("background_classes") or [],
                         outliers=mf.get("outlier_classes") or [], calibrate=calibrate,
@@ -52,6 +56,7 @@ def refit(model: str | Path, out: str | Path, *, data: str | None = None, target
                         pass_rate=pass_rate if pass_rate is not None else previous.get("pass_rate", UNKNOWN_PASS_RATE),
                         species_file=species_file, workers=workers)
     meta = {k: v for k, v in mf.items() if k not in HEADER_KEYS}
+    meta["preprocessing"] = clf.preprocessing.to_dict()
     meta = {**meta, **extras, "refit": {"from": str(Path(model).resolve()), "model_version": mf["model_version"],
                                         "target_precision": target_precision}}
     if "class_thresholds_fit" not in extras:
@@ -75,10 +80,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--unknown-method", default=None, choices=["auto", "none", *UNKNOWN_METHODS],
                    help="default: the model file's")
     p.add_argument("--unknown-pass-rate", type=float, default=None, help="default: the model file's")
+    p.add_argument("--tta", default=None, choices=TTA,
+                   help="test-time augmentation (mirror: each crop and its mirror image, averaged); default: the "
+                        "model file's")
     p.add_argument("--workers", type=int, default=0)
     args = check_settings(p.parse_args(argv))
     extras = refit(args.model, args.out, data=args.data, target_precision=args.target_precision,
                    species_file=args.species_file, calibrate=args.calibrate, unknown_method=args.unknown_method,
+                   tta=args.tta,
                    pass_rate=args.unknown_pass_rate, workers=args.workers)
     print(json.dumps({"out": args.out, "class_thresholds": extras.get("class_thresholds"),
                       "temperature": extras["calibration"]["temperature"]}, indent=1))

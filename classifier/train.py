@@ -43,7 +43,7 @@ from classifier.data import (
 from classifier.fit import DEFAULT_UNKNOWN_METHOD, fit_extras
 from classifier.hierarchy import HierarchicalLoss, rank_groups
 from classifier.metrics import confusion_summary
-from classifier.models import ARCHITECTURES, Preprocessing, build_classifier, count_trainable
+from classifier.models import ARCHITECTURES, TTA, Preprocessing, build_classifier, count_trainable
 from classifier.predict import Classifier
 from core.config import HelpFormatter, add_config_arg, parse_with_config, write_resolved
 from core.defaults import BACKGROUND_CLASS, CROP_PADDING, THRESHOLD, UNKNOWN_PASS_RATE
@@ -130,6 +130,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="linear recipe: folder where the features are kept for the next run on the same crops "
                         "(default OUT/features)")
     p.add_argument("--l2", type=float, default=0.01, help="linear recipe: weight penalty of the last layer")
+    p.add_argument("--tta", default="none", choices=TTA,
+                   help="test-time augmentation stored in the model file: mirror classifies each crop and its "
+                        "mirror image and averages the two (twice the classifier's work per crop)")
     p.add_argument("--hierarchy-weight", type=float, default=0.0,
                    help="weight of the loss at genus, family and order (the summed probability of the true "
                         "class's taxon; species.yaml's lineages), added to the loss at the class; 0: none")
@@ -279,6 +282,7 @@ class TrainSettings:
     views: int = 2
     l2: float = 0.01
     hierarchy_weight: float = 0.0
+    tta: str = "none"
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> TrainSettings:
@@ -363,7 +367,8 @@ def _train(settings: TrainSettings, out: Path, device: torch.device, d: Dist) ->
     model, pre = build_classifier(settings.arch, len(data.class_names), settings.weights)
     padding = _crop_padding(settings.data)
     pre = replace(pre, input_size=settings.input_size, resize_size=round(settings.input_size / 0.875),
-                  crop_padding=pre.crop_padding if padding is None else padding, colour=settings.colour)
+                  crop_padding=pre.crop_padding if padding is None else padding, colour=settings.colour,
+                  tta=settings.tta)
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
