@@ -70,30 +70,50 @@ def study_one(crops: Path, leave_out: str, out: Path, base: train.TrainSettings)
         raise ValueError(f"{crops / leave_out}: no crops to leave out")
     train.train(replace(base, data=str(out / "data"), out=str(out / "model"), no_eval=True))
     clf = Classifier.from_file(out / "model" / "model.pt", base.device)
+    data = load_class_data(out / "data", val_fraction=base.val_fraction, seed=base.seed, group_regex=base.group_regex)
+    table = score_table(clf, data.train, data.val, held_out, truth=leave_out, pass_rate=base.unknown_pass_rate,
+                        seed=base.seed, workers=base.workers)
+    return {"left_out": leave_out, **table}
+
+
+def score_table(clf: Classifier, train_items: list[tuple[str, int]], val_items: list[tuple[str, int]],
+                new_crops: list[Path], *, truth: str, pass_rate: float, seed: int = 0, workers: int = 0,
+                known_crops: Sequence[Path] = ()) -> dict:
+    """Every unknown score on ``new_crops`` (of the taxon ``truth``, which the classifier never saw).
+
+    Per score: the AUROC against the known validation crops, the share of new crops flagged at the threshold
+    that lets ``pass_rate`` of the known validation crops pass, the share named wrongly through the whole
+    decision, and, with ``known_crops`` (crops of known taxa from photos no model trained on), the share of
+    those flagged: what the score costs where it matters.
+    """
     settings = clf.decision_settings
     organisms = clf.organism_indices
-    data = load_class_data(out / "data", val_fraction=base.val_fraction, seed=base.seed, group_regex=base.group_regex)
-    _, train_emb, train_labels = collect(clf, data.train, workers=base.workers, desc="training embeddings")
-    val_logits, val_emb, val_labels = collect(clf, data.val, workers=base.workers, desc="known validation")
-    new_logits, new_emb, _ = collect(clf, [(str(p), 0) for p in held_out], workers=base.workers, desc=leave_out)
+    _, train_emb, train_labels = collect(clf, train_items, workers=workers, desc="training embeddings")
+    val_logits, val_emb, val_labels = collect(clf, val_items, workers=workers, desc="known validation")
+    new_logits, new_emb, _ = collect(clf, [(str(p), 0) for p in new_crops], workers=workers, desc=truth)
+    other_logits, other_emb, _ = collect(clf, [(str(p), 0) for p in known_crops], workers=workers,
+                                         desc="known, held out")
     known = np.isin(val_labels, organisms)
     rows = {}
     for method in UNKNOWN_METHODS:
-        ref = fit_reference(method, train_emb, train_labels, organisms, base.seed)
+        ref = fit_reference(method, train_emb, train_labels, organisms, seed)
         s_known = unknown_scores(method, val_logits, val_emb, ref, clf.temperature, organisms)[known]
         s_new = unknown_scores(method, new_logits, new_emb, ref, clf.temperature, organisms)
-        thr = pass_threshold(s_known, base.unknown_pass_rate)
+        thr = pass_threshold(s_known, pass_rate)
         probs = softmax(new_logits, clf.temperature)
         answers = [decide(probabilities=p, threshold=clf.threshold, unknown_score=float(s),
                           **{**settings, "unknown_threshold": thr}) for p, s in zip(probs, s_new)]
         rows[method] = {"auroc": auroc(s_known, s_new), "flagged_unknown": float((s_new > thr).mean()),
-                        "named_wrongly": _named_wrongly(answers, leave_out, settings["lineages"] or {}),
+                        "named_wrongly": _named_wrongly(answers, truth, settings["lineages"] or {}),
                         "known_val_passing": float((s_known <= thr).mean())}
+        if len(other_logits):
+            s_other = unknown_scores(method, other_logits, other_emb, ref, clf.temperature, organisms)
+            rows[method]["known_held_out_flagged"] = float((s_other > thr).mean())
     no_score = [decide(probabilities=p, threshold=clf.threshold, **{**settings, "unknown_threshold": None})
                 for p in softmax(new_logits, clf.temperature)]
-    named_without = _named_wrongly(no_score, leave_out, settings["lineages"] or {})
-    return {"left_out": leave_out, "crops": len(held_out), "known_val_crops": int(known.sum()),
-            "temperature": clf.temperature, "named_wrongly_without_unknown_score": named_without, "methods": rows}
+    named_without = _named_wrongly(no_score, truth, settings["lineages"] or {})
+    return {"crops": len(new_crops), "known_val_crops": int(known.sum()), "temperature": clf.temperature,
+            "named_wrongly_without_unknown_score": named_without, "methods": rows}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
