@@ -31,6 +31,7 @@ import logging
 import shutil
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import check_settings
@@ -43,6 +44,26 @@ HORNETS_3CLASS = {"asian": "Vespa velutina", "european": "Vespa crabro", "other"
 OUTLIER_CLASS = "other insect"
 # frames of one video, photos of one observation (and their augmented copies) share a file-name prefix
 GROUP_REGEX = r"(?i)^(.*?)_(?:jpg|jpeg|png)"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How long the demo trains: the detector's profile and the classifier's options (BENCHMARKS.md measures both)."""
+
+    name: str
+    detector_config: str
+    classifier_options: tuple[str, ...]
+    minutes: str  # what to expect on 2 CPU cores, said in the log
+
+
+PROFILES = {
+    # <= 15 minutes on 2 cores: 3 detector epochs at 352 px, a 4-epoch fine-tune at 160 px
+    "demo": Profile("demo", "demo-detector",
+                    ("--config", "demo-classifier", "--input-size", "160", "--epochs", "4"), "about 5"),
+    # for users who can wait (<= 60 minutes on 2 cores in all): 10 detector epochs at 416 px
+    # (configs/detector-cpu.yaml), the classifier of configs/long-classifier.yaml
+    "long": Profile("long", "detector-cpu", ("--config", "long-classifier"), "about 25"),
+}
 
 
 def _need(path: Path) -> Path:
@@ -73,7 +94,7 @@ def import_data(out: Path) -> None:
                 import_annotations("yolo", folder / split, out / "data" / f"{prefix}-{split}.json")
 
 
-def train_detector(out: Path) -> Path:
+def train_detector(out: Path, profile: Profile = PROFILES["demo"]) -> Path:
     """Class-agnostic detector on bees-hornets (train); operating point and evaluation on its valid split."""
     from detector import train
 
@@ -81,8 +102,9 @@ def train_detector(out: Path) -> Path:
     if model.is_file():
         LOGGER.info("demo detector found: %s", model)
         return model
-    LOGGER.info("training the demo detector (about 8 minutes on 2 CPU cores)")
-    train.main(["--config", "demo-detector", "--train", str(out / "data" / "bh-train.json"),
+    LOGGER.info("training the %s detector (configs/%s.yaml; the demo's takes about 8 minutes on 2 CPU cores, "
+                "the long profile's about 26)", profile.name, profile.detector_config)
+    train.main(["--config", profile.detector_config, "--train", str(out / "data" / "bh-train.json"),
                 "--val", str(out / "data" / "bh-valid.json"), "--out", str(out / "detector"), "--class-agnostic"])
     return model
 
@@ -158,7 +180,7 @@ def add_non_targets(out: Path, crops: Path, hive_bees: int = 240, trap_photos: i
     return added
 
 
-def train_classifier(out: Path, crops: Path) -> Path:
+def train_classifier(out: Path, crops: Path, profile: Profile = PROFILES["demo"]) -> Path:
     """EfficientNet-Lite0 over the crops (the group split keeps frames of one video together)."""
     from classifier import train
 
@@ -166,9 +188,9 @@ def train_classifier(out: Path, crops: Path) -> Path:
     if model.is_file():
         LOGGER.info("demo classifier found: %s", model)
         return model
-    LOGGER.info("training the demo classifier (about 5 minutes on 2 CPU cores)")
-    train.main(["--config", "demo-classifier", "--data", str(crops), "--out", str(out / "classifier"),
-                "--input-size", "160", "--epochs", "4", "--augment", "field", "--lighting", "0.5",
+    LOGGER.info("training the %s classifier (%s minutes on 2 CPU cores)", profile.name, profile.minutes)
+    train.main([*profile.classifier_options, "--data", str(crops), "--out", str(out / "classifier"),
+                "--augment", "field", "--lighting", "0.5",
                 "--outlier-classes", OUTLIER_CLASS, "--group-regex", GROUP_REGEX])
     return model
 
@@ -249,7 +271,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the demo."""
     p = argparse.ArgumentParser(prog="taxolens demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=str(ROOT / "runs" / "demo"))
+    p.add_argument("--out", default=None, help="where the models and results go (default runs/<profile>)")
+    p.add_argument("--profile", default="demo", choices=sorted(PROFILES),
+                   help="demo: minutes on 2 cores; long: for users who can wait (under an hour on 2 cores, both "
+                        "stages), better models (BENCHMARKS.md)")
     p.add_argument("--no-app", action="store_true", help="stop after the folder run")
     p.add_argument("--evaluate", action="store_true",
                    help="also measure the models with taxolens evaluate on photos they never saw (out/evaluation)")
@@ -257,10 +282,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = check_settings(p.parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
-    out = Path(args.out)
+    profile = PROFILES[args.profile]
+    out = Path(args.out) if args.out else ROOT / "runs" / profile.name
     import_data(out)
-    detector = train_detector(out)
-    classifier = train_classifier(out, make_crops(out, detector))
+    detector = train_detector(out, profile)
+    classifier = train_classifier(out, make_crops(out, detector), profile)
     samples = sample_photos(out)
 
     from pipeline import run

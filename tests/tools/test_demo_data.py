@@ -20,3 +20,18 @@ def test_add_non_targets_adds_hive_bees_and_trap_insects_grouped_for_the_split(t
     groups = {re.match(demo.GROUP_REGEX, b).group(1) for b in bees}
     assert all(g.startswith("hive-") and g[5:].isdigit() for g in groups)
     assert all(re.match(demo.GROUP_REGEX, t.name) for t in traps)  # trap crops: grouped by their photo
+
+
+def test_each_profile_names_settings_that_parse():
+    # a profile naming a missing YAML profile or an option that no longer exists fails here, not after training
+    from classifier.train import parse_settings as classifier_settings
+    from detector.train import parse_settings as detector_settings
+    from tools import demo
+
+    for profile in demo.PROFILES.values():
+        det = detector_settings(["--config", profile.detector_config, "--train", "t.json", "--out", "o"])
+        clf = classifier_settings([*profile.classifier_options, "--data", "d", "--out", "o"])
+        assert det.epochs > 0 and clf.epochs > 0
+    long, short = demo.PROFILES["long"], demo.PROFILES["demo"]
+    assert classifier_settings([*long.classifier_options, "--data", "d", "--out", "o"]).input_size > \
+        classifier_settings([*short.classifier_options, "--data", "d", "--out", "o"]).input_size
