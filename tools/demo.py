@@ -54,6 +54,10 @@ class Profile:
     detector_config: str
     classifier_options: tuple[str, ...]
     minutes: str  # what to expect on 2 CPU cores, said in the log
+    #: options added to the detector's profile
+    detector_options: tuple[str, ...] = ()
+    #: the detector also trains on giant-hornet train (its val split stays out: the hornet the classifier never saw)
+    giant_hornets: bool = False
 
 
 PROFILES = {
@@ -104,9 +108,38 @@ def train_detector(out: Path, profile: Profile = PROFILES["demo"]) -> Path:
         return model
     LOGGER.info("training the %s detector (configs/%s.yaml; the demo's takes about 8 minutes on 2 CPU cores, "
                 "the long profile's about 26)", profile.name, profile.detector_config)
-    train.main(["--config", profile.detector_config, "--train", str(out / "data" / "bh-train.json"),
-                "--val", str(out / "data" / "bh-valid.json"), "--out", str(out / "detector"), "--class-agnostic"])
+    train.main(["--config", profile.detector_config, "--train", str(detector_training_set(out, profile)),
+                "--val", str(out / "data" / "bh-valid.json"), "--out", str(out / "detector"), "--class-agnostic",
+                *profile.detector_options])
     return model
+
+
+def giant_hornet_splits(out: Path) -> dict[str, Path]:
+    """``giant-hornet`` (Pascal VOC) as COCO files of its own train and val splits under ``out/data``."""
+    from annotations.coco import import_annotations, load_coco, save_subset
+
+    giant = _need(SHARED / "giant-hornet") / "annotated_dataset"
+    files = {split: out / "data" / f"gh-{split}.json" for split in ("train", "val")}
+    if not all(f.is_file() for f in files.values()):
+        import_annotations("voc", giant / "Annotations", out / "data" / "gh-all.json")
+        coco = load_coco(out / "data" / "gh-all.json")
+        for split, dest in files.items():
+            names = set((giant / "ImageSets" / "Main" / f"{split}.txt").read_text().split())
+            save_subset(coco, {im["id"] for im in coco["images"] if Path(im["file_name"]).stem in names}, dest)
+    return files
+
+
+def detector_training_set(out: Path, profile: Profile) -> Path:
+    """bees-hornets train, and with ``profile.giant_hornets`` giant-hornet train merged in (one COCO file)."""
+    from annotations.coco import load_coco, merge_coco
+
+    bh = out / "data" / "bh-train.json"
+    if not profile.giant_hornets or not (SHARED / "giant-hornet").is_dir():
+        return bh
+    merged = out / "data" / "detector-train.json"
+    if not merged.is_file():
+        merge_coco([load_coco(bh), load_coco(giant_hornet_splits(out)["train"])], merged)
+    return merged
 
 
 def make_crops(out: Path, detector: Path) -> Path:

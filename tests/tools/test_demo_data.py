@@ -35,3 +35,26 @@ def test_each_profile_names_settings_that_parse():
     long, short = demo.PROFILES["long"], demo.PROFILES["demo"]
     assert classifier_settings([*long.classifier_options, "--data", "d", "--out", "o"]).input_size > \
         classifier_settings([*short.classifier_options, "--data", "d", "--out", "o"]).input_size
+
+
+def test_giant_hornet_train_joins_the_detector_set_and_val_stays_out(tmp_path, tiny_coco):
+    from dataclasses import replace
+    from pathlib import Path
+
+    from annotations.coco import load_coco, save_subset
+    from tools import demo
+
+    giant = shared("giant-hornet") / "annotated_dataset"
+    splits = demo.giant_hornet_splits(tmp_path)
+    train, val = (load_coco(splits[s]) for s in ("train", "val"))
+    stems = {s: {Path(im["file_name"]).stem for im in c["images"]} for s, c in (("train", train), ("val", val))}
+    assert stems["val"] <= set((giant / "ImageSets" / "Main" / "val.txt").read_text().split())
+    assert len(stems["val"]) >= 100
+    assert not stems["train"] & stems["val"] and len(stems["train"]) > 200 and train["annotations"]
+    save_subset(load_coco(tiny_coco), {1, 2, 3}, tmp_path / "data" / "bh-train.json")
+    assert demo.detector_training_set(tmp_path, demo.PROFILES["demo"]) == tmp_path / "data" / "bh-train.json"
+    merged = load_coco(demo.detector_training_set(tmp_path, replace(demo.PROFILES["demo"], giant_hornets=True)))
+    assert len(merged["images"]) == 3 + len(train["images"])
+    assert len(merged["annotations"]) == sum(a["image_id"] <= 3 for a in load_coco(tiny_coco)["annotations"]) + len(
+        train["annotations"])
+    assert not {Path(im["file_name"]).stem for im in merged["images"]} & stems["val"]
