@@ -55,6 +55,14 @@ def figures(ev: Path, clf: Path) -> dict:
             else:
                 wrong += k
     out["velutina_answers_right"] = f"{right}/{right + wrong}"
+    # per set, the share of organisms answered at species level (the issue asks for it beside every figure)
+    for name in ("hornet-frames", "hornets-3class-test", "giant-hornet-val", "bumblebee", "hymenoptera-val",
+                 "bees-hornets-valid"):
+        r = rep(name)
+        if r:
+            n = sum(f["organisms"] for f in r["folders"])
+            at = sum((f.get("at_species") or 0) * f["organisms"] for f in r["folders"])
+            out[f"at_species:{name}"] = at / n if n else None
     if clf.is_file():
         import torch
         out["val_accuracy"] = torch.load(clf, weights_only=True)["metrics"]["val_accuracy"]
