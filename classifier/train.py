@@ -113,6 +113,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="share of each class kept for validation (data without train/ and val/ only)")
     p.add_argument("--group-regex", default=None, help="regex on file names; matching photos stay on one side")
     p.add_argument("--seed", type=int, default=0, help="random seed (split, order, augmentations)")
+    p.add_argument("--split-seed", type=int, default=None,
+                   help="seed of the train/val split alone (default: --seed); models trained with one split seed "
+                        "and other seeds can be averaged by classifier soup")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="photo-loading processes")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                    help="auto: CUDA, then MPS, then CPU")
@@ -283,6 +286,12 @@ class TrainSettings:
     l2: float = 0.01
     hierarchy_weight: float = 0.0
     tta: str = "none"
+    split_seed: int | None = None
+
+    @property
+    def split_seed_in_force(self) -> int:
+        """The seed of the train/val split: ``--split-seed``, else ``--seed``."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> TrainSettings:
@@ -318,7 +327,7 @@ def train(settings: TrainSettings) -> dict:
 
 def _check_data(settings: TrainSettings) -> tuple[ClassData, list[str], list[str]]:
     """The class folders, split; the background and outlier classes among them. Refuses unusable data."""
-    data = load_class_data(settings.data, val_fraction=settings.val_fraction, seed=settings.seed,
+    data = load_class_data(settings.data, val_fraction=settings.val_fraction, seed=settings.split_seed_in_force,
                            group_regex=settings.group_regex)
     if len(data.class_names) < 2:
         raise ValueError(f"{settings.data}: {len(data.class_names)} class folder(s) ({', '.join(data.class_names)}); "
@@ -489,7 +498,8 @@ def _release(settings: TrainSettings, out: Path, device: torch.device, d: Dist, 
     """The release file: the kept epoch's weights, fitted calibration, thresholds and unknown score; its report."""
     history, best = kept
     best_state = kept_state(out, best, model)
-    split_settings = {"val_fraction": settings.val_fraction, "seed": settings.seed, "group_regex": settings.group_regex}
+    split_settings = {"val_fraction": settings.val_fraction, "seed": settings.split_seed_in_force,
+                      "group_regex": settings.group_regex}
     best_row = next((r for r in history if r["epoch"] == best.epoch), history[-1] if history else {})
     meta: dict[str, Any] = {
         "architecture": settings.arch,

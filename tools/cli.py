@@ -20,6 +20,7 @@ COMMANDS: dict[str, dict[str, str]] = {
         "train": "classifier.train:main",
         "evaluate": "classifier.evaluate:main",
         "refit": "classifier.refit:main",
+        "soup": "classifier.soup:main",
         "compare": "classifier.experiments:compare_main",
         "sweep": "classifier.experiments:sweep_main",
         "report-data": "classifier.experiments:report_data_main",
