@@ -11,8 +11,8 @@ Steps, each skipped when its output exists (so a later run starts the app in sec
    (configs/demo-detector.yaml), its operating point chosen on bees-hornets valid.
 2. Classifier crops through the one crop function: honey bees and hornets of bees-hornets (its hornets are
    mostly *Vespa velutina*), Asian and European hornets and the look-alikes ("other": wasps, flies, bees) of
-   hornets-3class train and valid; ants from ``hymenoptera`` through ``annotations propose``; crops of
-   no organism: the detector's boxes on bees-hornets that match no annotated organism; honey bees from above
+   hornets-3class train and valid; ants and honey bees of ``hymenoptera`` train through ``annotations propose``;
+   crops of no organism: the detector's boxes on bees-hornets that match no annotated organism; honey bees from above
    at a hive (``hive-bees``) and insects of yellow sticky traps as more look-alikes (``add_non_targets``).
 3. A classifier over *Apis mellifera*, *Vespa velutina*, *Vespa crabro* and Formicidae, with ``no organism``
    as background and the look-alikes as an outlier class (configs/demo-classifier.yaml, field augmentation
