@@ -38,6 +38,9 @@ COMMANDS: dict[str, dict[str, str]] = {
         "train": "detector.train:main",
         "evaluate": "detector.evaluate:main",
     },
+    "data": {
+        "inaturalist": "sources.commands:inaturalist_main",
+    },
     "review": {
         "stats": "review.commands:stats_main",
         "export-coco": "review.commands:export_coco_main",

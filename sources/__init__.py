@@ -1,0 +1,1 @@
+"""Training photos from public sources (iNaturalist), with their attribution: ``taxolens data``."""
