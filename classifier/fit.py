@@ -31,7 +31,7 @@ from classifier.calibration import (
 from classifier.data import FolderDataset
 from classifier.predict import Classifier
 from core.runtime import WorkerInit
-from core.taxonomy import lineages, required_precisions
+from core.taxonomy import lineages, required_precisions, whole_photo_taxa
 
 LOGGER = logging.getLogger(__name__)
 #: the unknown score used where no look-alike crops are at hand to choose one (see BENCHMARKS.md: the
@@ -82,7 +82,8 @@ def fit_extras(clf: Classifier, train_items: list[tuple[str, int]], val_items: l
     organisms = [i for i, n in enumerate(names) if n not in background and n not in outliers]
     logits, emb, labels = collect(clf, val_items, workers=workers, desc="validation outputs")
     extras: dict = {"background_classes": list(background), "outlier_classes": list(outliers),
-                    "taxonomy": lineages([names[i] for i in organisms], species_file)}
+                    "taxonomy": lineages([names[i] for i in organisms], species_file),
+                    "whole_photo_classes": whole_photo_taxa([names[i] for i in organisms], species_file)}
     t = fit_temperature(logits, labels) if calibrate and len(labels) else 1.0
     before, after = reliability(softmax(logits), labels), reliability(softmax(logits, t), labels)
     extras["calibration"] = {"method": "temperature" if calibrate else "none", "temperature": t,

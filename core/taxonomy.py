@@ -53,6 +53,28 @@ def required_precisions(names: Iterable[str], path: str | None = None) -> dict[s
     return found
 
 
+#: how a taxon is seen in a photo: boxed and cropped, or judged from the whole photo (a tree, a branch)
+FRAMINGS = ("crop", "whole_photo")
+
+
+def whole_photo_taxa(names: Iterable[str], path: str | None = None) -> list[str]:
+    """The names whose species.yaml entry says ``framing: whole_photo``.
+
+    Raises:
+        ValueError: a ``framing`` that is neither ``crop`` nor ``whole_photo``.
+    """
+    found = []
+    for n in names:
+        entry = species_index(path).get(normalise_name(n)) or {}
+        framing = entry.get("framing", "crop")
+        if framing not in FRAMINGS:
+            raise ValueError(f"{path or 'configs/species.yaml'}: {n}: framing {framing!r}; expected one of "
+                             f"{', '.join(FRAMINGS)}")
+        if framing == "whole_photo":
+            found.append(n)
+    return found
+
+
 def lineages(names: Iterable[str], path: str | None = None) -> dict[str, list[list[str]]]:
     """The lineage of each name that has one."""
     return {n: lin for n in names if (lin := lineage_of(n, path))}

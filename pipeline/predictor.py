@@ -142,6 +142,8 @@ class Pipeline:
         inputs = inputs or [self.detector.preprocess(im) for im in images]
         dets = self.detector.batch_predict_tensors([t for t, _ in inputs], score_thr)
         crops, sources = [], []
+        # taxa judged from the whole photo (species.yaml's framing: a tree, a branch, flowers)
+        whole_taxa = set(self.classifier.info.get("whole_photo_classes") or [])
         for image, det, (_, scale) in zip(images, dets, inputs):
             det["boxes"] = det["boxes"] / scale
             if not (np.isfinite(det["boxes"]).all() and np.isfinite(det["scores"]).all()):
@@ -154,6 +156,10 @@ class Pipeline:
                 source = SOURCE_WHOLE_PHOTO
             sources.append(source)
             crops += [crop_box(image, box, self.classifier.preprocessing.crop_padding) for box in det["boxes"]]
+            if whole_taxa and source == SOURCE_DETECTOR:  # the whole photo too, through the same crop function
+                h, w = image.shape[:2]
+                crops.append(crop_box(image, [0.0, 0.0, float(w), float(h)],
+                                      self.classifier.preprocessing.crop_padding))
         analysis = self.classifier.analyse(crops)
         settings = self.decision_settings
         results: list[list[dict]] = [[] for _ in images]
@@ -172,6 +178,19 @@ class Pipeline:
                                    "detector_label": label, "source": sources[i], **decision})
                 if keep_probabilities:
                     results[i][-1]["probabilities"] = [float(v) for v in analysis.probabilities[k]]
+                k += 1
+            if whole_taxa and sources[i] == SOURCE_DETECTOR:
+                unknown = None if analysis.unknown_scores is None else float(analysis.unknown_scores[k])
+                decision = decide(probabilities=analysis.probabilities[k], threshold=thr, unknown_score=unknown,
+                                  **settings)
+                if decision["accepted"] and decision["taxon"] in whole_taxa:
+                    # the photo shows that plant: its answer is the whole photo's, and boxes named as it were
+                    # parts of it (a branch, a flower head), not organisms of their own
+                    results[i] = [d for d in results[i] if d["taxon"] not in whole_taxa]
+                    results[i].append({"box": [0.0, 0.0, float(w), float(h)], "detector_score": None,
+                                       "detector_label": None, "source": SOURCE_WHOLE_PHOTO, **decision})
+                    if keep_probabilities:
+                        results[i][-1]["probabilities"] = [float(v) for v in analysis.probabilities[k]]
                 k += 1
         return results
 
