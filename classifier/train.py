@@ -41,6 +41,7 @@ from classifier.data import (
     write_dataset_report,
 )
 from classifier.fit import DEFAULT_UNKNOWN_METHOD, fit_extras
+from classifier.hierarchy import RANKS as HIERARCHY_RANKS
 from classifier.hierarchy import HierarchicalLoss, rank_groups
 from classifier.metrics import confusion_summary
 from classifier.models import ARCHITECTURES, TTA, Preprocessing, build_classifier, count_trainable
@@ -133,6 +134,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="linear recipe: folder where the features are kept for the next run on the same crops "
                         "(default OUT/features)")
     p.add_argument("--l2", type=float, default=0.01, help="linear recipe: weight penalty of the last layer")
+    p.add_argument("--hierarchy-ranks", nargs="+", default=list(HIERARCHY_RANKS), choices=HIERARCHY_RANKS,
+                   help="the ranks --hierarchy-weight takes the loss at")
     p.add_argument("--tta", default="none", choices=TTA,
                    help="test-time augmentation stored in the model file: mirror classifies each crop and its "
                         "mirror image and averages the two (twice the classifier's work per crop)")
@@ -287,6 +290,7 @@ class TrainSettings:
     hierarchy_weight: float = 0.0
     tta: str = "none"
     split_seed: int | None = None
+    hierarchy_ranks: tuple[str, ...] = HIERARCHY_RANKS
 
     @property
     def split_seed_in_force(self) -> int:
@@ -300,6 +304,8 @@ class TrainSettings:
         values["crop_scale"] = tuple(float(v) for v in values["crop_scale"])
         values["rotations"] = tuple(float(v) for v in values["rotations"])
         values["outlier_classes"] = tuple(values["outlier_classes"])
+        if "hierarchy_ranks" in values:
+            values["hierarchy_ranks"] = tuple(values["hierarchy_ranks"])
         return cls(**values)
 
 
@@ -353,7 +359,8 @@ def _class_weights(settings: TrainSettings, data: ClassData) -> torch.Tensor | N
 def taxonomy_loss(settings: TrainSettings, class_names: list[str],
                   class_weights: torch.Tensor | None) -> HierarchicalLoss:
     """Cross-entropy at the class, plus ``--hierarchy-weight`` times the loss at each rank above it."""
-    groups = rank_groups(class_names, lineages(class_names, settings.species_file)) if settings.hierarchy_weight else {}
+    groups = rank_groups(class_names, lineages(class_names, settings.species_file),
+                         settings.hierarchy_ranks) if settings.hierarchy_weight else {}
     return HierarchicalLoss(groups, settings.hierarchy_weight, class_weights)
 
 
@@ -513,6 +520,7 @@ def _release(settings: TrainSettings, out: Path, device: torch.device, d: Dist, 
         "training": {"recipe": settings.recipe, "weights": settings.weights, "epochs": settings.epochs,
                      "lr": settings.lr, "views": settings.views, "l2": settings.l2,
                      "hierarchy_weight": settings.hierarchy_weight,
+                     "hierarchy_ranks": list(settings.hierarchy_ranks),
                      "momentum": settings.momentum,
                      "batch_size": settings.batch_size, "balance": settings.balance, "seed": settings.seed,
                      "augment": settings.augment, "lighting": settings.lighting,

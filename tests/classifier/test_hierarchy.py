@@ -16,6 +16,12 @@ LINEAGES = {"Vespa velutina": [["family", "Vespidae"], ["genus", "Vespa"], ["spe
 def test_rank_groups_from_lineages():
     names = ["Apis mellifera", "Vespa crabro", "Vespa velutina", "no organism"]
     assert rank_groups(names, LINEAGES) == {"genus": [0, 1, 1, 2], "family": [0, 1, 1, 2]}
+    # the ranks asked for only (an order-level term pushes a hornet it cannot place to Hymenoptera, BENCHMARKS.md)
+    lin = {**LINEAGES, "Formicidae": [["order", "Hymenoptera"], ["family", "Formicidae"]]}
+    for n in ("Vespa velutina", "Vespa crabro", "Apis mellifera"):
+        lin[n] = [["order", "Hymenoptera"], *LINEAGES[n]]
+    assert rank_groups(names + ["Formicidae"], lin, ("genus",)) == {"genus": [0, 1, 1, 2, 3]}
+    assert rank_groups(names + ["Formicidae"], lin)["order"] == [0, 0, 0, 1, 0]
     # every class its own group at every rank: nothing to add
     assert rank_groups(["Apis mellifera", "no organism"], LINEAGES) == {}
 

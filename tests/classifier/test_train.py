@@ -188,10 +188,11 @@ def test_background_and_look_alike_classes_thresholds_and_field_augmentation(tin
 def test_linear_recipe_fits_the_last_layer_on_frozen_features(tiny_classes, tmp_path):
     base = ["--data", str(tiny_classes), "--arch", "resnet18", "--weights", "none", "--input-size", "32",
             "--workers", "0", "--device", "cpu", "--recipe", "linear", "--augment", "field", "--seed", "3"]
-    summary = train.main([*base, "--out", str(tmp_path / "run"), "--views", "3", "--hierarchy-weight", "0.5"])
+    summary = train.main([*base, "--out", str(tmp_path / "run"), "--views", "3", "--hierarchy-weight", "0.5",
+                          "--hierarchy-ranks", "genus", "family"])
     raw = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
     assert raw["training"]["recipe"] == "linear" and raw["training"]["views"] == 3
-    assert raw["training"]["hierarchy_weight"] == 0.5
+    assert raw["training"]["hierarchy_weight"] == 0.5 and raw["training"]["hierarchy_ranks"] == ["genus", "family"]
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert len(history) == 1 and history[0]["val_accuracy"] == summary["val_accuracy"]
     # random features of three colours are enough for a linear layer; the release file holds that layer
