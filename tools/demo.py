@@ -11,8 +11,8 @@ Steps, each skipped when its output exists (so a later run starts the app in sec
    (configs/demo-detector.yaml), its operating point chosen on bees-hornets valid.
 2. Classifier crops through the one crop function: honey bees and hornets of bees-hornets (its hornets are
    mostly *Vespa velutina*), Asian and European hornets and the look-alikes ("other": wasps, flies, bees) of
-   hornets-3class train and valid; ants and honey bees of ``hymenoptera`` train through ``annotations propose``;
-   crops of no organism: the detector's boxes on bees-hornets that match no annotated organism; honey bees from above
+   hornets-3class train and valid; ants from ``hymenoptera`` through ``annotations propose``; crops of
+   no organism: the detector's boxes on bees-hornets that match no annotated organism; honey bees from above
    at a hive (``hive-bees``) and insects of yellow sticky traps as more look-alikes (``add_non_targets``).
 3. A classifier over *Apis mellifera*, *Vespa velutina*, *Vespa crabro* and Formicidae, with ``no organism``
    as background and the look-alikes as an outlier class (configs/demo-classifier.yaml, field augmentation
@@ -33,12 +33,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from core.config import check_settings
-
-if TYPE_CHECKING:
-    from detector.predict import Detector
 
 LOGGER = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,7 +147,7 @@ def make_crops(out: Path, detector: Path) -> Path:
     from annotations.commands import export_crops
     from core.defaults import BACKGROUND_CLASS, CROP_PADDING
     from detector.predict import Detector
-    from detector.propose import mine_background
+    from detector.propose import mine_background, propose
 
     done = out / "data" / "crops"
     if (done / "crops.json").is_file():
@@ -166,31 +162,17 @@ def make_crops(out: Path, detector: Path) -> Path:
     # bees-hornets is fully annotated (hornets-3class is not: its unlabelled wasps would be taught as background)
     mine_background(det, out / "data" / "bh-train.json", crops / BACKGROUND_CLASS, padding=CROP_PADDING,
                     per_photo=1, min_score=0.3)
-    add_web_photos(out, crops, det)
+    hym = _need(SHARED / "hymenoptera")
+    ants = sorted((hym / "train" / "ants").iterdir())  # hymenoptera val stays out: it measures
+    folder = _link_photos(out / "data" / "ants-by-class" / "Formicidae", ants).parent
+    propose(det, folder, out / "data" / "ants.json", score_threshold=0.3, max_per_photo=1)
+    export_crops(out / "data" / "ants.json", crops)
     add_non_targets(out, crops)  # issue 19: three seeds each, fewer wrong names of insects never seen (BENCHMARKS.md)
     counts = {p.name: len(list(p.glob("*.png"))) for p in sorted(crops.iterdir()) if p.is_dir()}
     LOGGER.info("crops per class: %s", counts)
     shutil.rmtree(done, ignore_errors=True)
     crops.rename(done)
     return done
-
-
-def add_web_photos(out: Path, crops: Path, det: Detector) -> dict[str, int]:
-    """Ants and honey bees of ``hymenoptera`` train (web photos, close and from the side) through the detector.
-
-    One box per photo, the detector's best above 0.3, named by the folder (``annotations propose``). The bees
-    came in with issue 19: without them every honey bee the classifier saw was a bait-station, hive or trap crop,
-    and the web photos of hymenoptera val were mostly uncertain or unknown. Its val split stays out: it measures.
-    """
-    from annotations.commands import export_crops
-    from detector.propose import propose
-
-    hym = _need(SHARED / "hymenoptera") / "train"
-    folder = out / "data" / "web-by-class"
-    _link_photos(folder / "Formicidae", sorted((hym / "ants").iterdir()))
-    _link_photos(folder / "Apis mellifera", sorted((hym / "bees").iterdir()))
-    propose(det, folder, out / "data" / "web.json", score_threshold=0.3, max_per_photo=1)
-    return export_crops(out / "data" / "web.json", crops).get("crops_per_class", {})
 
 
 def add_non_targets(out: Path, crops: Path, hive_bees: int = 240, trap_photos: int = 2) -> dict[str, int]:
