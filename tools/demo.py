@@ -307,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="where the models and results go (default runs/<profile>)")
     p.add_argument("--profile", default="demo", choices=sorted(PROFILES),
                    help="demo: minutes on 2 cores; long: for users who can wait (under an hour on 2 cores, both "
-                        "stages), better models (BENCHMARKS.md)")
+                        "stages): more answers, and some worse ones (BENCHMARKS.md)")
     p.add_argument("--no-app", action="store_true", help="stop after the folder run")
     p.add_argument("--evaluate", action="store_true",
                    help="also measure the models with taxolens evaluate on photos they never saw (out/evaluation)")
