@@ -35,7 +35,9 @@ def annotated() -> dict[str, list[Path]]:
     giant = SHARED / "giant-hornet" / "annotated_dataset"
     root.mkdir(parents=True, exist_ok=True)
     if not (root / "bumblebee.json").is_file():
-        import_annotations("yolo", SHARED / "bumblebee", root / "bumblebee.json")
+        (root / "bumblebee-names.txt").write_text("Bombus\n")  # the set ships no names file: one class
+        import_annotations("yolo", SHARED / "bumblebee", root / "bumblebee.json",
+                           names_file=root / "bumblebee-names.txt")
     if not (root / "giant-val.json").is_file():
         import_annotations("voc", giant / "Annotations", root / "giant-all.json")
         coco = load_coco(root / "giant-all.json")
