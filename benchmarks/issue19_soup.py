@@ -3,7 +3,7 @@
 Usage: ``benchmarks/issue19_soup.py SEEDS...``. For each seed S, runs/r19/new-seedS (the demo recipe, seed S) is
 joined by a second member trained on the same split with another seed (``--split-seed S --seed S+10``, into
 runs/r19/new-seedS-b); ``taxolens classifier soup`` of the two goes to runs/r19/soup-seedS, evaluated on every
-held-out set with the demo detector. Compare the spread over seeds of the soups with that of the members.
+held-out set with the demo detector. Compare the spread over seeds of the soups with that of the first members.
 """
 import sys
 from pathlib import Path
@@ -26,8 +26,6 @@ for seed in map(int, sys.argv[1:]):
     if not model.is_file():
         model.parent.mkdir(parents=True, exist_ok=True)
         soup([root / f"new-seed{seed}" / "classifier" / "model.pt", member_b], model, workers=1)
-    for name, clf in (("evaluation", model), ("evaluation-b", member_b)):
-        dest = (out if name == "evaluation" else member_b.parent.parent) / "evaluation"
-        if not (dest / "giant-hornet-val" / "report.json").is_file():
-            evaluate_demo(demo, demo / "detector" / "model.pt", clf, dest=dest, extra=["--workers", "1"])
+    if not (out / "evaluation" / "giant-hornet-val" / "report.json").is_file():
+        evaluate_demo(demo, demo / "detector" / "model.pt", model, dest=out / "evaluation", extra=["--workers", "1"])
     print("done", seed, flush=True)
