@@ -58,10 +58,14 @@ def average_states(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch
 
 
 def _check_members(mfs: Sequence[dict]) -> None:
+    def shared(mf: dict, key: str) -> Any:
+        # a file written before a preprocessing setting existed holds its default
+        return Preprocessing.from_dict(mf[key]).to_dict() if key == "preprocessing" and key in mf else mf.get(key)
+
     first = mfs[0]
     for mf in mfs[1:]:
         for key in SHARED_KEYS:
-            if mf.get(key) != first.get(key):
+            if shared(mf, key) != shared(first, key):
                 raise ValueError(f"{mf['path']}: its {key} differs from {first['path']}'s; a soup's members share "
                                  f"{', '.join(SHARED_KEYS)} and the split")
         a, b = ((m.get("training_data") or {}) for m in (first, mf))

@@ -45,3 +45,20 @@ def test_soup_of_two_seeds_on_one_split(tiny_classes, tmp_path):
                 "--seed", "5", *FAST])
     with pytest.raises(ValueError, match="another train/validation split"):
         soup([runs[0], tmp_path / "other" / "model.pt"], tmp_path / "x.pt")
+
+
+def test_soup_members_written_before_a_preprocessing_setting_existed(tiny_classes, tmp_path):
+    # a file from before test-time augmentation has no "tta" in its preprocessing: the default, not a difference
+    runs = []
+    for seed in (1, 2):
+        train.main(["--data", str(tiny_classes), "--out", str(tmp_path / f"s{seed}"), "--epochs", "1", "--no-eval",
+                    "--split-seed", "0", "--seed", str(seed), *FAST])
+        runs.append(tmp_path / f"s{seed}" / "model.pt")
+    raw = torch.load(runs[0], weights_only=True)
+    del raw["preprocessing"]["tta"]
+    torch.save(raw, runs[0])
+    soup(runs, tmp_path / "soup.pt", batch_norm=False)
+    with pytest.raises(ValueError, match="its preprocessing differs"):
+        raw["preprocessing"]["tta"] = "mirror"
+        torch.save(raw, runs[0])
+        soup(runs, tmp_path / "soup2.pt", batch_norm=False)
