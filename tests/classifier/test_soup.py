@@ -9,6 +9,14 @@ from tests.classifier.test_train import FAST
 from tools.cli import main as cli
 
 
+def _two_members(data, out):
+    """Two one-epoch trainings on one split (--split-seed 0) with seeds 1 and 2; their release files."""
+    for seed in (1, 2):
+        train.main(["--data", str(data), "--out", str(out / f"s{seed}"), "--epochs", "1", "--no-eval",
+                    "--split-seed", "0", "--seed", str(seed), *FAST])
+    return [out / f"s{seed}" / "model.pt" for seed in (1, 2)]
+
+
 def test_average_of_literal_weights():
     a = {"w": torch.tensor([1.0, 2.0]), "bn.num_batches_tracked": torch.tensor(7)}
     b = {"w": torch.tensor([3.0, -2.0]), "bn.num_batches_tracked": torch.tensor(9)}
@@ -20,11 +28,7 @@ def test_average_of_literal_weights():
 
 
 def test_soup_of_two_seeds_on_one_split(tiny_classes, tmp_path):
-    runs = []
-    for seed in (1, 2):
-        train.main(["--data", str(tiny_classes), "--out", str(tmp_path / f"s{seed}"), "--epochs", "1", "--no-eval",
-                    "--split-seed", "0", "--seed", str(seed), *FAST])
-        runs.append(tmp_path / f"s{seed}" / "model.pt")
+    runs = _two_members(tiny_classes, tmp_path)
     a, b = (load_model_file(r, "classifier") for r in runs)
     assert a["training_data"]["split"] == b["training_data"]["split"]  # one split, two trainings
     assert not torch.equal(a["state_dict"]["fc.weight"], b["state_dict"]["fc.weight"])
@@ -49,11 +53,7 @@ def test_soup_of_two_seeds_on_one_split(tiny_classes, tmp_path):
 
 def test_soup_members_written_before_a_preprocessing_setting_existed(tiny_classes, tmp_path):
     # a file from before test-time augmentation has no "tta" in its preprocessing: the default, not a difference
-    runs = []
-    for seed in (1, 2):
-        train.main(["--data", str(tiny_classes), "--out", str(tmp_path / f"s{seed}"), "--epochs", "1", "--no-eval",
-                    "--split-seed", "0", "--seed", str(seed), *FAST])
-        runs.append(tmp_path / f"s{seed}" / "model.pt")
+    runs = _two_members(tiny_classes, tmp_path)
     raw = torch.load(runs[0], weights_only=True)
     del raw["preprocessing"]["tta"]
     torch.save(raw, runs[0])
