@@ -125,8 +125,9 @@ def soup(models: Sequence[str | Path], out: str | Path, *, batch_norm: bool = Tr
     logits, _, labels = collect(clf, data.val, workers=workers, desc="validation accuracy")
     summary = confusion_summary(labels, logits.argmax(1), clf.class_names) if len(labels) else {}
     meta.update(extras)
-    meta["metrics"] = {**(meta.get("metrics") or {}), "val_accuracy": summary.get("accuracy"),
-                       "val_kappa": summary.get("kappa"), "epoch_policy": "soup"}
+    # the soup's own figures: no member's best epoch or loss stands for it
+    meta["metrics"] = {"epoch_policy": "soup", "val_accuracy": summary.get("accuracy"),
+                       "val_kappa": summary.get("kappa")}
     meta["soup"] = {"members": [mf["model_version"] for mf in mfs],
                     "member_val_accuracy": [(mf.get("metrics") or {}).get("val_accuracy") for mf in mfs],
                     "batch_norm_layers_recalibrated": layers}

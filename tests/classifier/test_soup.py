@@ -38,6 +38,7 @@ def test_soup_of_two_seeds_on_one_split(tiny_classes, tmp_path):
     mean_fc = (a["state_dict"]["fc.weight"] + b["state_dict"]["fc.weight"]) / 2
     assert torch.allclose(s["state_dict"]["fc.weight"], mean_fc)
     assert s["metrics"]["val_accuracy"] is not None and "temperature" in s["calibration"]
+    assert "best_epoch" not in s["metrics"]  # the first member's epoch is not the soup's
     Classifier.from_file(tmp_path / "soup.pt")  # loads as any release file
     # batch-norm statistics measured again over the training crops with the averaged weights
     meta = soup(runs, tmp_path / "soup-bn.pt")
