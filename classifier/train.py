@@ -393,7 +393,7 @@ def _train(settings: TrainSettings, out: Path, device: torch.device, d: Dist) ->
     if settings.recipe == "linear-finetune" and not (out / "checkpoint.pt").is_file():
         # the fine-tune starts from a fitted last layer, so the first steps do not tear the features apart to
         # make up for a random one (a resumed run takes its weights from the checkpoint)
-        _fit_linear(settings, out, device, d, data, pre, model)
+        _fit_linear(settings, out, device, data, pre, model)
         model.to(device)
     train_loader, val_loader = _loaders(data, settings, pre, device, d)
     criterion, optimizer, scheduler, scaler = _optimisation(settings, data, model, device)
@@ -444,14 +444,14 @@ def _train_linear(settings: TrainSettings, out: Path, device: torch.device, d: D
         raise ValueError("--recipe linear runs in one process (its fit takes seconds); start it without torchrun")
     report = write_dataset_report(data, out)
     write_resolved(asdict(settings), out / "config.yaml")
-    row = _fit_linear(settings, out, device, d, data, pre, model)
+    row = _fit_linear(settings, out, device, data, pre, model)
     atomic_write_json(out / "history.json", [row])
     return _release(settings, out, device, d, data, pre, model, ([row], KeptEpoch("last", 1)), report, background,
                     outliers)
 
 
-def _fit_linear(settings: TrainSettings, out: Path, device: torch.device, d: Dist, data: ClassData,
-                pre: Preprocessing, model: nn.Module) -> dict:
+def _fit_linear(settings: TrainSettings, out: Path, device: torch.device, data: ClassData, pre: Preprocessing,
+                model: nn.Module) -> dict:
     """Fit the network's last layer on frozen features (cached); returns the fit's row (accuracies, seconds)."""
     from classifier import linear
 
