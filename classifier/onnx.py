@@ -61,11 +61,14 @@ class OnnxClassifier(Classifier):
 
     @classmethod
     def from_onnx(cls, model_file: str | os.PathLike, onnx_file: str | os.PathLike, *,
-                  threads: int = 0) -> OnnxClassifier:
-        """The release file's classes, preprocessing, thresholds and calibration; the ONNX file's network."""
+                  threads: int = 0, runtime: str = "onnxruntime") -> OnnxClassifier:
+        """The release file's classes, preprocessing, thresholds and calibration; the exported file's network.
+
+        ``runtime`` runs it: ONNX Runtime or OpenVINO.
+        """
         clf = cast(OnnxClassifier, cls.from_file(model_file, "cpu"))
-        clf.sess = session(onnx_file, clf.info, threads)  # the header read once, by from_file
-        clf.info = {**clf.info, "engine": "onnx", "onnx_path": str(onnx_file)}
+        clf.sess = session(onnx_file, clf.info, threads, runtime)  # the header read once, by from_file
+        clf.info = {**clf.info, "engine": "onnx" if runtime == "onnxruntime" else runtime, "onnx_path": str(onnx_file)}
         return clf
 
     def outputs_tensor(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

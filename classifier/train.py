@@ -51,7 +51,7 @@ from core.defaults import BACKGROUND_CLASS, CROP_PADDING, THRESHOLD, UNKNOWN_PAS
 from core.distributed import Dist, mean_across, training_run, wrap
 from core.io import atomic_write_json
 from core.modelfile import save_model_file
-from core.runtime import WorkerInit, seed_everything
+from core.runtime import CHANNELS_LAST, WorkerInit, seed_everything
 from core.taxonomy import lineages
 from core.training import KeptEpoch, Run, add_force_arg, kept_state
 
@@ -158,7 +158,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, 
         if max_steps and step >= max_steps:
             break
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if device.type == "cuda":
+        if device.type in CHANNELS_LAST:
             x = x.to(memory_format=torch.channels_last)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.float16, enabled=scaler is not None):
@@ -190,7 +190,7 @@ def evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module, device:
     total_loss, preds, labels = 0.0, [], []
     for x, y in tqdm(loader, desc="validate", unit="batch", leave=False):
         x, y = x.to(device), y.to(device)
-        if device.type == "cuda":
+        if device.type in CHANNELS_LAST:
             x = x.to(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
             logits = model(x)
@@ -386,7 +386,7 @@ def _train(settings: TrainSettings, out: Path, device: torch.device, d: Dist) ->
                   crop_padding=pre.crop_padding if padding is None else padding, colour=settings.colour,
                   tta=settings.tta)
     model.to(device)
-    if device.type == "cuda":
+    if device.type in CHANNELS_LAST:
         model = model.to(memory_format=torch.channels_last)
     if settings.recipe == "linear":
         return _train_linear(settings, out, device, d, data, pre, model, background, outliers)

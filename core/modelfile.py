@@ -60,7 +60,8 @@ def save_model_file(path: str | os.PathLike, *, kind: str, state_dict: dict[str,
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
-    cpu_state = {k: v.detach().cpu() for k, v in state_dict.items()}
+    # contiguous: a network trained in channels_last memory format is stored in the usual one
+    cpu_state = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     digest = weights_sha256(cpu_state)
     created = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     header = {

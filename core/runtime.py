@@ -11,6 +11,10 @@ import sys
 import numpy as np
 import torch
 
+#: devices where training's convolutions run on channels_last tensors: faster on CUDA, and on this project's CPU
+#: (AVX-512) 1.49x for the demo classifier and 1.43x for the demo detector (benchmarks/issue20_training.py)
+CHANNELS_LAST = ("cuda", "cpu")
+
 
 def pick_device(name: str = "auto") -> torch.device:
     """``auto`` picks CUDA, then Apple's MPS, then the CPU; a named device that is absent is an error."""

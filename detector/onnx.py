@@ -17,19 +17,25 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from core.modelfile import load_model_file
-from core.onnxrt import session, stamp
+from core.modelfile import ModelFileError, load_model_file
+from core.onnxrt import read_checked, session, stamp
 from detector.predict import Detector
 
+#: what static int8 leaves in float: the per-level RoIAlign of the box head (a level no proposal of a calibration
+#: photo falls on has no statistics to calibrate it by)
+STATIC_INT8_FLOAT = (".*/box_roi_pool/.*",)
 
-def export_onnx(model_file: str | os.PathLike, out: str | os.PathLike, opset: int = 17) -> Path:
+
+def export_onnx(model_file: str | os.PathLike, out: str | os.PathLike, opset: int = 17, proposals: int = 0) -> Path:
     """Export a detector release file to ONNX at ``out``; returns ``out``.
 
     The outputs are named in the order torchvision's detector returns them (``boxes``, ``labels``,
-    ``scores``); :class:`OnnxDetector` asks for them by name.
+    ``scores``); :class:`OnnxDetector` asks for them by name. ``proposals`` (0: the model's 1000) is fixed in
+    the graph and stamped, so a run asking for another number is refused rather than silently given this one.
     """
     mf = load_model_file(model_file, "detector")
-    det = Detector.from_loaded(mf, "cpu")  # no score floor: every box the model makes, filtered afterwards
+    # no score floor: every box the model makes, filtered afterwards
+    det = Detector.from_loaded(mf, "cpu", proposals=proposals)
     size = int(mf["min_size"])
     example = [torch.rand(3, size, size)]
     out = Path(out)
@@ -40,7 +46,7 @@ def export_onnx(model_file: str | os.PathLike, out: str | os.PathLike, opset: in
         torch.onnx.export(det.model.eval(), (example,), str(tmp), opset_version=opset, input_names=["image"],
                           output_names=["boxes", "labels", "scores"], dynamic_axes={"image": {1: "height", 2: "width"}},
                           dynamo=False)
-    stamp(tmp, mf)
+    stamp(tmp, mf, {"proposals": proposals})
     os.replace(tmp, out)
     return out
 
@@ -51,17 +57,29 @@ class OnnxDetector(Detector):
     sess: Any = None
 
     @classmethod
-    def from_onnx(cls, mf: dict, onnx_file: str | os.PathLike, *, threads: int = 0,
-                  suppress_iou: float | None = None, suppress_containment: float | None = None) -> OnnxDetector:
+    def from_onnx(cls, mf: dict, onnx_file: str | os.PathLike, *, threads: int = 0, runtime: str = "onnxruntime",
+                  proposals: int = 0, suppress_iou: float | None = None,
+                  suppress_containment: float | None = None) -> OnnxDetector:
         """A release file already read (its settings and classes) with the ONNX file's network.
 
-        ``mf`` comes from :func:`core.modelfile.load_model_file`, so the release file is read once.
+        ``mf`` comes from :func:`core.modelfile.load_model_file`, so the release file is read once; ``runtime``
+        is ONNX Runtime or OpenVINO. ``proposals`` must be the number the file was exported with.
+
+        Raises:
+            ModelFileError: as :func:`core.onnxrt.session`, and for a file exported with other proposals.
         """
-        det = cast(OnnxDetector, cls.from_loaded(mf, "cpu", suppress_iou=suppress_iou,
+        _, found = read_checked(onnx_file, mf)
+        exported = int(found.get("proposals") or 0)
+        if exported != proposals:
+            def said(n: int) -> str:
+                return f"{n} proposals" if n else "the model's own proposals"
+            raise ModelFileError(f"{onnx_file}: exported with {said(exported)}, but this run asks for "
+                                 f"{said(proposals)}; export it again with --proposals {proposals}")
+        det = cast(OnnxDetector, cls.from_loaded(mf, "cpu", proposals=proposals, suppress_iou=suppress_iou,
                                                  suppress_containment=suppress_containment))
-        det.sess = session(onnx_file, mf, threads)
+        det.sess = session(onnx_file, mf, threads, runtime)
         del det.model  # the PyTorch network is not used, nor kept in memory
-        det.info = {**det.info, "engine": "onnx", "onnx_path": str(onnx_file)}
+        det.info = {**det.info, "engine": "onnx" if runtime == "onnxruntime" else runtime, "onnx_path": str(onnx_file)}
         return det
 
     def raw_outputs(self, images: list[torch.Tensor]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:

@@ -133,8 +133,12 @@ class Detector:
     def raw_outputs(self, images: list[torch.Tensor]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """The network's own output per photo: boxes (N x 4 corners), scores, label indices (from 1).
 
-        The one place the network runs; another engine (ONNX Runtime) replaces only this.
+        The one place the network runs; another engine (ONNX Runtime, OpenVINO) replaces only this. On a CPU each
+        photo goes through alone, as those engines take it: torchvision pads a batch to its largest photo, which
+        costs a CPU more than it saves and makes a photo's boxes depend on the photos beside it in the batch.
         """
+        if self.device.type == "cpu" and len(images) > 1:
+            return [out for im in images for out in self.raw_outputs([im])]
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
             outputs = self.model([im.to(self.device, non_blocking=True) for im in images])
         return [(out["boxes"].float().cpu().numpy(), out["scores"].float().cpu().numpy(), out["labels"].cpu().numpy())

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -147,6 +148,7 @@ def evaluate_folders(pipe: Pipeline, photos: str | Path, out: str | Path, *, unk
                  if n not in settings["background_classes"] and n not in settings["outlier_classes"]]
     forced = {normalise_name(u) for u in unknown}
     per_folder, boxes, all_records = [], [], []
+    start = time.perf_counter()
     for folder in folders:
         truth = folder_taxon(folder.name)
         known = normalise_name(folder.name) not in forced and normalise_name(truth) not in forced and is_known(
@@ -167,7 +169,10 @@ def evaluate_folders(pipe: Pipeline, photos: str | Path, out: str | Path, *, unk
                 records.append({**record, "folder": folder.name})
         per_folder.append({"folder": folder.name, **summarize_folder(records, truth, known, lineages)})
         all_records += records
+    seconds = time.perf_counter() - start  # decoding and answering the photos, not writing the report
     report = {"photos": str(photos.resolve()), "model_version": pipe.model_version, "settings": pipe.settings.as_dict(),
+              "seconds": round(seconds, 3),
+              "photos_per_second": round(len(all_records) / seconds, 3) if seconds else None,
               "resolved_settings": pipe.resolved(),
               "folders": per_folder, "overall": overall(per_folder), "curve": coverage_accuracy(boxes, settings)}
     write_report(report, all_records, out)

@@ -24,7 +24,7 @@ from core.runtime import pick_device
 from detector.predict import Detector, PhotoTooNarrow, preprocess
 from pipeline.decision import decide
 from pipeline.records import SOURCE_DETECTOR, SOURCE_WHOLE_PHOTO, make_record
-from pipeline.settings import InferenceSettings
+from pipeline.settings import EXPORTED_ENGINES, InferenceSettings
 
 
 def load_photo(path: str | os.PathLike, name: str, min_size: int, max_size: int,
@@ -62,10 +62,13 @@ class Pipeline:
         Only boxes at or above the score threshold are reported, so the detector drops the rest itself
         (down to ``min_score_threshold`` where a caller such as the web app lowers the score per call): the
         same boxes, less work. With engine ``onnx`` (``onnx-int8``) both networks run in ONNX Runtime from the
-        ``.onnx`` (``.int8.onnx``) files ``taxolens export`` wrote beside the release files.
+        ``.onnx`` (``.int8.onnx``) files ``taxolens export`` wrote beside the release files; with ``openvino``
+        (``openvino-int8``) in OpenVINO from the ``.onnx`` (``.static-int8.onnx``) files.
         """
         s = settings or InferenceSettings()
         det_file = load_model_file(detector, "detector")
+        if s.threads and s.engine == "torch":  # the exported engines take theirs per session
+            torch.set_num_threads(s.threads)
         if s.engine == "torch":
             dev = pick_device(s.device)
             clf = Classifier.from_file(classifier, dev)
@@ -77,10 +80,13 @@ class Pipeline:
             from classifier.onnx import OnnxClassifier
             from detector.onnx import OnnxDetector
 
-            variant = "int8" if s.engine == "onnx-int8" else ""
-            clf = OnnxClassifier.from_onnx(classifier, onnx_path(classifier, variant), threads=s.threads)
-            det = OnnxDetector.from_onnx(det_file, onnx_path(detector, variant), threads=s.threads,
-                                         suppress_iou=s.suppress_iou, suppress_containment=s.suppress_containment)
+            runtime, variant = EXPORTED_ENGINES[s.engine]
+            clf = OnnxClassifier.from_onnx(classifier, onnx_path(classifier, variant), threads=s.threads,
+                                           runtime=runtime)
+            det = OnnxDetector.from_onnx(det_file, onnx_path(detector, variant, s.proposals), threads=s.threads,
+                                         runtime=runtime,
+                                         proposals=s.proposals, suppress_iou=s.suppress_iou,
+                                         suppress_containment=s.suppress_containment)
         return cls(det, clf, s)
 
     @property

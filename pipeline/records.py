@@ -62,3 +62,47 @@ def summarize_records(records: Sequence[dict]) -> dict:
             "uncertain": reasons.get(REASON_UNCERTAIN, 0), "unknown": reasons.get(REASON_UNKNOWN, 0),
             "dropped_no_organism": sum(len(r.get("dropped", [])) for r in records),
             "no_organism": sum(r.get("result") == RESULT_NO_ORGANISM for r in records)}
+
+
+#: the keys every record of a photo that was answered holds, and every detection in it
+OK_RECORD_KEYS = frozenset({"file", "status", "width", "height", "result", "detections", "dropped", "model_version",
+                            "seconds", "sha256"})
+DETECTION_KEYS = frozenset({"box", "detector_score", "source", "taxon", "probability", "reason", "accepted"})
+
+
+def record_problems(record: dict) -> list[str]:
+    """What is wrong with a record (empty when it holds what :func:`make_record` promises).
+
+    The checks every engine's records must pass: the keys, the photo's size, boxes inside the photo, every
+    probability and score in 0..1, a known reason, the answer accepted exactly when it is named or rolled up.
+    """
+    name = record.get("file", "?")
+    if record.get("status") == STATUS_FAILED:
+        return [] if isinstance(record.get("failure"), str) and record["failure"] else [f"{name}: failure unsaid"]
+    problems = [f"{name}: missing {k}" for k in sorted(OK_RECORD_KEYS - set(record))]
+    if problems:
+        return problems
+    w, h = record["width"], record["height"]
+    if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
+        return [f"{name}: size {w}x{h}"]
+    reasons = {NAMED, ROLLED_UP, REASON_UNCERTAIN, REASON_UNKNOWN}
+    for part, expected in (("detections", reasons), ("dropped", {REASON_NO_ORGANISM})):
+        for i, d in enumerate(record[part]):
+            where = f"{name} {part}[{i}]"
+            missing = sorted(DETECTION_KEYS - set(d))
+            if missing:
+                problems.append(f"{where}: missing {', '.join(missing)}")
+                continue
+            x, y, bw, bh = (float(v) for v in d["box"])
+            if not (bw > 0 and bh > 0 and x >= 0 and y >= 0 and x + bw <= w + 1 and y + bh <= h + 1):
+                problems.append(f"{where}: box {d['box']} outside the {w}x{h} photo")
+            score = d["detector_score"]
+            if score is not None and not 0 <= score <= 1:
+                problems.append(f"{where}: detector score {score}")
+            if d["probability"] is not None and not 0 <= d["probability"] <= 1:
+                problems.append(f"{where}: probability {d['probability']}")
+            if d["reason"] not in expected:
+                problems.append(f"{where}: reason {d['reason']!r}")
+            if bool(d["accepted"]) != (d["reason"] in (NAMED, ROLLED_UP)):
+                problems.append(f"{where}: accepted {d['accepted']} with reason {d['reason']!r}")
+    return problems

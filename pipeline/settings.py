@@ -24,8 +24,12 @@ from core.config import SettingError, check_settings, packaged, read_yaml
 from core.defaults import MAX_PIXELS
 from detector.evaluate import add_suppression_args
 
-#: how the networks run: PyTorch, or ONNX Runtime on the exported files (float, or dynamic int8)
-ENGINES = ("torch", "onnx", "onnx-int8")
+#: how the networks run: PyTorch; ONNX Runtime on the exported files (float, or dynamic int8); OpenVINO on them
+#: (float, or static int8 calibrated on real photos)
+ENGINES = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
+#: each exported engine's runtime and the variant of the exported files it runs (core.onnxrt.onnx_path)
+EXPORTED_ENGINES = {"onnx": ("onnxruntime", ""), "onnx-int8": ("onnxruntime", "int8"),
+                    "openvino": ("openvino", ""), "openvino-int8": ("openvino", "static-int8")}
 DEVICES = ("auto", "cpu", "cuda", "mps")
 #: the packaged profile that sets the defaults of these options for every command
 PROFILE = "inference.yaml"
@@ -46,9 +50,10 @@ class InferenceSettings:
         classify_whole_photo: where no organism is boxed, classify the whole photo.
         proposals: region proposals per photo (0: the model's 1000).
         max_pixels: photos larger than this are refused as a failure, not decoded.
-        engine: ``torch``, or ONNX Runtime on the exported files (``onnx``, ``onnx-int8``).
+        engine: ``torch``; ONNX Runtime on the exported files (``onnx``, ``onnx-int8``); OpenVINO on them
+            (``openvino``, ``openvino-int8``). An exported detector keeps the proposals it was exported with.
         device: ``auto``, ``cpu``, ``cuda`` or ``mps`` (PyTorch engine).
-        threads: CPU threads of torch or ONNX Runtime (0: one per core).
+        threads: CPU threads of torch, ONNX Runtime or OpenVINO (0: one per core).
     """
 
     score_threshold: float | None = None
@@ -72,8 +77,6 @@ class InferenceSettings:
             raise SettingError(f"--engine {self.engine}: choose one of {', '.join(ENGINES)}")
         if self.device not in DEVICES:
             raise SettingError(f"--device {self.device}: choose one of {', '.join(DEVICES)}")
-        if self.engine != "torch" and self.proposals:
-            raise SettingError("--proposals: the ONNX detector keeps the model's own number of proposals")
         check_settings(argparse.Namespace(**dataclasses.asdict(self)))
 
     def as_dict(self) -> dict[str, Any]:
@@ -125,15 +128,16 @@ class InferenceSettings:
                        help="where no organism is found, classify the whole photo (marked source=whole_photo)")
         g.add_argument("--proposals", type=int,
                        help="region proposals per photo (0: the model's 1000); fewer is faster but misses organisms "
-                            "in crowded photos")
+                            "in crowded photos; an exported engine needs files exported with the same number")
         g.add_argument("--max-pixels", type=int, help="photos larger than this are refused as a failure, not decoded")
         g.add_argument("--engine", choices=[*ENGINES, *extra_engines],
-                       help="run the networks in PyTorch, or in ONNX Runtime from the files `taxolens export "
-                            "--format onnx` wrote beside the model files (onnx-int8: their dynamic int8 copies)"
+                       help="run the networks in PyTorch, or in ONNX Runtime or OpenVINO from the files `taxolens "
+                            "export` wrote beside the model files (onnx-int8: their dynamic int8 copies; "
+                            "openvino-int8: their static int8 copies, calibrated on real photos)"
                             + ("; ray: PyTorch in Ray Data actors (same records, same resume)"
                                if "ray" in extra_engines else ""))
         g.add_argument("--device", choices=DEVICES, help="where PyTorch runs (auto: CUDA, then MPS, then CPU)")
-        g.add_argument("--threads", type=int, help="CPU threads of torch or ONNX Runtime (0: one per core)")
+        g.add_argument("--threads", type=int, help="CPU threads of torch, ONNX Runtime or OpenVINO (0: one per core)")
         parser.set_defaults(**profile_defaults())
 
 

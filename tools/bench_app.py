@@ -57,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--per-user", type=int, default=5)
     p.add_argument("--concurrency", type=int, default=2, help="the app's --concurrency")
     p.add_argument("--timeout", type=float, default=900, help="seconds before the run gives up")
+    p.add_argument("--engine", default=None, help="the app's --engine (default: configs/inference.yaml's)")
+    p.add_argument("--proposals", type=int, default=None, help="the app's --proposals")
     p.add_argument("--json", default=None)
     args = check_settings(p.parse_args(argv))
     import logging
@@ -72,7 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     url = f"http://127.0.0.1:{port}/"
     app = subprocess.Popen([sys.executable, "-m", "gradio_app", "--detector", args.detector,
                             "--classifier", args.classifier, "--port", str(port), "--device", "cpu",
-                            "--concurrency", str(args.concurrency)], stdout=subprocess.DEVNULL,
+                            "--concurrency", str(args.concurrency),
+                            *(["--engine", args.engine] if args.engine else []),
+                            *(["--proposals", str(args.proposals)] if args.proposals is not None else [])],
+                           stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
     try:
         deadline = time.time() + 120
@@ -111,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "p95_s": round(latencies[max(0, int(0.95 * len(latencies)) - 1)], 2) if latencies else None,
                   "wall_s": round(wall, 1), "photos_per_second": round(len(latencies) / wall, 2),
                   "app_memory_after_start_mb": start_memory, "app_peak_memory_mb": _peak_mb(app.pid),
-                  "app_concurrency": args.concurrency}
+                  "app_concurrency": args.concurrency, "engine": args.engine, "proposals": args.proposals}
     finally:
         app.terminate()
         app.wait(timeout=30)

@@ -300,6 +300,31 @@ def evaluate_demo(out: Path, detector: Path, classifier: Path, dest: Path | None
     return results
 
 
+def fast_engine(detector: Path, classifier: Path) -> str:
+    """``openvino`` where OpenVINO is installed (both networks exported beside the models if not yet), else ``torch``.
+
+    OpenVINO gives the PyTorch engine's figures on every held-out set and answers about twice as fast on 2 cores
+    (BENCHMARKS.md, issue 20).
+    """
+    import importlib.util
+
+    from core.modelfile import ModelFileError, load_model_file
+    from core.onnxrt import onnx_path, read_checked
+
+    if importlib.util.find_spec("openvino") is None:
+        return "torch"
+    try:  # exports of these very weights (a retrained model's old exports are made again)
+        for model, kind in ((detector, "detector"), (classifier, "classifier")):
+            read_checked(onnx_path(model), load_model_file(model, kind))
+    except ModelFileError:
+        from tools import export
+
+        LOGGER.info("exporting both models for the OpenVINO engine")
+        export.main(["--format", "onnx", "--detector", str(detector), "--classifier", str(classifier),
+                     "--proposals", "0"])
+    return "openvino"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the demo."""
     p = argparse.ArgumentParser(prog="taxolens demo", description=__doc__,
@@ -321,13 +346,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     detector = train_detector(out, profile)
     classifier = train_classifier(out, make_crops(out, detector), profile)
     samples = sample_photos(out)
+    engine = fast_engine(detector, classifier)
 
     from pipeline import run
 
     results = out / "results"
     if not (results / "results.json").is_file():
         run.main([str(samples), "--detector", str(detector), "--classifier", str(classifier), "--out", str(results),
-                  "--format", "csv", "megadetector", "--save-annotated"])
+                  "--format", "csv", "megadetector", "--save-annotated", "--engine", engine])
     print(f"\nmodels: {detector}\n        {classifier}\nresults of the sample photos: {results / 'results.json'} "
           f"(annotated photos in {results / 'annotated'})")
     if args.evaluate:
@@ -339,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     examples = sorted(str(p) for p in samples.iterdir())[::3]
     print(f"starting the web app on http://127.0.0.1:{args.port} (Ctrl-C to stop)")
     return gradio_app.main(["--detector", str(detector), "--classifier", str(classifier), "--port", str(args.port),
-                            "--examples", *examples])
+                            "--engine", engine, "--examples", *examples])
 
 
 if __name__ == "__main__":

@@ -84,3 +84,22 @@ def test_a_child_that_asked_to_die_with_its_parent_dies_when_the_parent_is_kille
     else:
         os.kill(child_pid, signal.SIGKILL)
         pytest.fail("the child outlived its killed parent")
+
+
+def test_a_network_trained_in_channels_last_is_stored_as_the_usual_one(tmp_path):
+    """Training runs convolutions in channels_last on a CPU (CHANNELS_LAST); the release file holds contiguous
+    weights with the digest of the same weights in the usual layout, and loads with weights_only."""
+    from core.modelfile import load_model_file, save_model_file, weights_sha256
+    from core.runtime import CHANNELS_LAST
+
+    assert "cpu" in CHANNELS_LAST
+    conv = torch.nn.Conv2d(3, 4, 3)
+    usual = {k: v.clone() for k, v in conv.state_dict().items()}
+    conv = conv.to(memory_format=torch.channels_last)
+    assert not conv.weight.is_contiguous()
+    written = save_model_file(tmp_path / "m.pt", kind="classifier", state_dict=conv.state_dict(),
+                              meta={"architecture": "x", "class_names": ["a", "b"]})
+    assert written["weights_sha256"] == weights_sha256(usual)
+    loaded = torch.load(tmp_path / "m.pt", weights_only=True)["state_dict"]
+    assert all(t.is_contiguous() for t in loaded.values())
+    assert load_model_file(tmp_path / "m.pt", "classifier")["weights_sha256"] == weights_sha256(usual)
