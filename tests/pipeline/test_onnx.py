@@ -33,16 +33,21 @@ def test_onnx_records_equal_torch_records_on_real_photos(exported, tmp_path):
     torch_pipe = Pipeline.from_files(det, clf, InferenceSettings(device="cpu", score_threshold=0.0))
     onnx_pipe = Pipeline.from_files(det, clf, InferenceSettings(score_threshold=0.0, engine="onnx"))
     assert onnx_pipe.settings.engine == "onnx" and torch_pipe.settings.engine == "torch"
+    _assert_same_records(torch_pipe, onnx_pipe, tmp_path, 1e-4)
+
+
+def _assert_same_records(torch_pipe, other, tmp_path, probability_tolerance):
+    """Every photo: the same detections and decisions, boxes within 1 px, probabilities within the tolerance."""
     n = 0
     for photo in _photos(tmp_path):
         a, _ = torch_pipe.process_file(photo)
-        b, _ = onnx_pipe.process_file(photo)
+        b, _ = other.process_file(photo)
         da, db = a["detections"] + a["dropped"], b["detections"] + b["dropped"]
         assert len(da) == len(db) > 0
         for x, y in zip(da, db):
             assert max(abs(u - v) for u, v in zip(x["box"], y["box"])) <= 1.0
             assert (x["taxon"], x["reason"]) == (y["taxon"], y["reason"])
-            assert x["probability"] == pytest.approx(y["probability"], abs=1e-4)
+            assert x["probability"] == pytest.approx(y["probability"], abs=probability_tolerance)
             n += 1
     assert n >= 3
 
@@ -90,18 +95,7 @@ def test_openvino_records_equal_torch_records_on_real_photos(exported, tmp_path)
     torch_pipe = Pipeline.from_files(det, clf, InferenceSettings(device="cpu", score_threshold=0.0))
     ov_pipe = Pipeline.from_files(det, clf, InferenceSettings(score_threshold=0.0, engine="openvino", threads=1))
     assert ov_pipe.detector.info["engine"] == ov_pipe.classifier.info["engine"] == "openvino"
-    n = 0
-    for photo in _photos(tmp_path):
-        a, _ = torch_pipe.process_file(photo)
-        b, _ = ov_pipe.process_file(photo)
-        da, db = a["detections"] + a["dropped"], b["detections"] + b["dropped"]
-        assert len(da) == len(db) > 0
-        for x, y in zip(da, db):
-            assert max(abs(u - v) for u, v in zip(x["box"], y["box"])) <= 1.0
-            assert (x["taxon"], x["reason"]) == (y["taxon"], y["reason"])
-            assert x["probability"] == pytest.approx(y["probability"], abs=1e-3)
-            n += 1
-    assert n >= 3
+    _assert_same_records(torch_pipe, ov_pipe, tmp_path, 1e-3)
 
 
 def test_static_int8_copies_are_calibrated_on_photos_and_run_in_openvino(tiny_models, tmp_path):
