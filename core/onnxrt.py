@@ -140,9 +140,14 @@ def session(path: str | os.PathLike, mf: dict, threads: int = 0, runtime: str = 
     Both answer ``run(output_names, {input_name: array})``. Raises :class:`ModelFileError` as
     :func:`read_checked` does, and for a file the runtime cannot run.
     """
+    model, _ = read_checked(path, mf)
+    return open_checked(path, model, threads, runtime)
+
+
+def open_checked(path: str | os.PathLike, model: Any, threads: int = 0, runtime: str = "onnxruntime") -> Any:
+    """A session for a file :func:`read_checked` already read and checked (``model``, its ONNX graph)."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
-    model, _ = read_checked(path, mf)
     p = Path(path)
     if runtime == "openvino":
         return OpenVinoSession(p, model, threads)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from core.modelfile import ModelFileError, load_model_file
-from core.onnxrt import read_checked, session, stamp
+from core.onnxrt import open_checked, read_checked, stamp
 from detector.predict import Detector
 
 #: what static int8 leaves in float: the per-level RoIAlign of the box head (a level no proposal of a calibration
@@ -68,7 +68,7 @@ class OnnxDetector(Detector):
         Raises:
             ModelFileError: as :func:`core.onnxrt.session`, and for a file exported with other proposals.
         """
-        _, found = read_checked(onnx_file, mf)
+        graph, found = read_checked(onnx_file, mf)
         exported = int(found.get("proposals") or 0)
         if exported != proposals:
             def said(n: int) -> str:
@@ -77,7 +77,7 @@ class OnnxDetector(Detector):
                                  f"{said(proposals)}; export it again with --proposals {proposals}")
         det = cast(OnnxDetector, cls.from_loaded(mf, "cpu", proposals=proposals, suppress_iou=suppress_iou,
                                                  suppress_containment=suppress_containment))
-        det.sess = session(onnx_file, mf, threads, runtime)
+        det.sess = open_checked(onnx_file, graph, threads, runtime)  # the file read once
         del det.model  # the PyTorch network is not used, nor kept in memory
         det.info = {**det.info, "engine": "onnx" if runtime == "onnxruntime" else runtime, "onnx_path": str(onnx_file)}
         return det

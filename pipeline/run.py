@@ -460,9 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``taxolens run``."""
     args = parse_with_config(get_args_parser(), argv, default="pipeline")
     settings = InferenceSettings.from_args(args)
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    pipe = Pipeline.from_files(args.detector, args.classifier, settings)
+    pipe = Pipeline.from_files(args.detector, args.classifier, settings)  # which applies --threads
     gt = None
     if args.coco_gt:
         from annotations.coco import load_coco

@@ -212,3 +212,18 @@ def test_pipeline_batches_give_the_same_answers(tiny_models, batch, tmp_path):
     for a, b in zip(one_by_one, batched):
         assert [d["taxon"] for d in a] == [d["taxon"] for d in b]
         assert np.allclose([d["box"] for d in a], [d["box"] for d in b], atol=0.2)
+
+
+def test_threads_are_applied_by_the_pipeline_for_every_command(tiny_models):
+    """--threads is set where the pipeline is built, so run, evaluate, bench and the app all keep it."""
+    import torch
+
+    from pipeline.predictor import Pipeline
+    from pipeline.settings import InferenceSettings
+
+    before = torch.get_num_threads()
+    try:
+        Pipeline.from_files(*tiny_models, InferenceSettings(device="cpu", threads=1))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
