@@ -87,12 +87,12 @@ def test_a_child_that_asked_to_die_with_its_parent_dies_when_the_parent_is_kille
 
 
 def test_a_network_trained_in_channels_last_is_stored_as_the_usual_one(tmp_path):
-    """Training runs convolutions in channels_last on a CPU (CHANNELS_LAST); the release file holds contiguous
+    """Training runs convolutions in channels_last where CHANNELS_LAST says; the release file holds contiguous
     weights with the digest of the same weights in the usual layout, and loads with weights_only."""
     from core.modelfile import load_model_file, save_model_file, weights_sha256
     from core.runtime import CHANNELS_LAST
 
-    assert "cpu" in CHANNELS_LAST
+    assert "cuda" in CHANNELS_LAST
     conv = torch.nn.Conv2d(3, 4, 3)
     usual = {k: v.clone() for k, v in conv.state_dict().items()}
     conv = conv.to(memory_format=torch.channels_last)
