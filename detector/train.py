@@ -33,7 +33,7 @@ from core.defaults import DETECTOR_SCORE_THRESHOLD, SUPPRESS_CONTAINMENT, SUPPRE
 from core.distributed import Dist, mean_across, training_run, wrap
 from core.io import atomic_write_json
 from core.modelfile import save_model_file
-from core.runtime import CHANNELS_LAST, WorkerInit, seed_everything
+from core.runtime import WorkerInit, seed_everything
 from core.training import KeptEpoch, Run, add_force_arg, kept_state
 from detector.data import PRESETS, CocoDetectionDataset, build_augmentation, collate
 from detector.evaluate import add_suppression_args
@@ -218,8 +218,6 @@ def _train(args: DetectorTrainSettings, out: Path, device: torch.device, d: Dist
                            max_size=args.max_size, trainable_layers=args.trainable_layers, head_size=args.head_size,
                            rois_per_image=args.rois_per_image, anchor_sizes=anchors)
     model.to(device)
-    if device.type in CHANNELS_LAST:  # the convolutions' faster layout (the same arithmetic)
-        model = model.to(memory_format=torch.channels_last)
     # under torchrun each process trains on its own share of the photos, reshuffled every epoch
     sampler: DistributedSampler | None = None
     if d.enabled:
