@@ -26,7 +26,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from core.io import atomic_write_text, csv_text
-from sources.inaturalist import Photo
+from sources.photos import Photo
 
 LOGGER = logging.getLogger(__name__)
 GROUP_REGEX = r"^(obs\d+)_"

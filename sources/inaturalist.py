@@ -19,16 +19,14 @@ from pyinaturalist import ClientSession
 from pyinaturalist.constants import API_V1
 from pyinaturalist.v1 import get_observations, get_places_autocomplete, get_taxa
 
+from sources.photos import Photo, SourceError, spread  # noqa: F401 (spread: part of this source's interface)
+
 LOGGER = logging.getLogger(__name__)
 
 #: the photo licences iNaturalist offers, as its API names them; ``none`` is "all rights reserved"
 LICENCES = ("cc0", "cc-by", "cc-by-nc", "cc-by-sa", "cc-by-nd", "cc-by-nc-sa", "cc-by-nc-nd")
 #: photo sizes iNaturalist serves (``original`` is up to 2048 px, ``large`` 1024, ``medium`` 500)
 SIZES = ("medium", "large", "original")
-
-
-class SourceError(ValueError):
-    """A request the source cannot answer as asked (an unknown or ambiguous name); one line that says why."""
 
 
 class _Session(ClientSession):
@@ -70,28 +68,6 @@ class Taxon:
     common_name: str | None = None
 
 
-@dataclass(frozen=True)
-class Photo:
-    """One photo of one observation, with everything its attribution needs."""
-
-    source: str
-    photo_id: int
-    url: str
-    observation_id: int
-    observation_url: str
-    observer: str
-    licence: str
-    attribution: str
-    date: str | None
-    place: str | None
-    taxon_identified: str
-
-    @property
-    def group(self) -> str:
-        """The key photos of one observation share (they stay on one side of a train/val split)."""
-        return f"obs{self.observation_id}"
-
-
 def resolve_taxon(name: str, sess: ClientSession) -> Taxon:
     """The one active taxon whose scientific name is ``name`` (case aside).
 
@@ -128,8 +104,8 @@ def resolve_place(name: str, sess: ClientSession) -> tuple[int, str]:
     return int(exact[0]["id"]), str(exact[0].get("display_name") or exact[0].get("name"))
 
 
-def _sized(url: str, size: str) -> str:
-    # photo URLs end in .../square.jpg?123: the same path serves the other sizes
+def sized(url: str, size: str) -> str:
+    """An iNaturalist photo URL at another size (they end in ``.../square.jpg?123``; one path serves every size)."""
     for small in ("square", "thumb", "small", "medium", "large", "original"):
         if f"/{small}." in url:
             return url.replace(f"/{small}.", f"/{size}.", 1)
@@ -145,7 +121,7 @@ def observation_photos(obs: dict, licences: Sequence[str], size: str = "medium")
         licence = p.get("license_code") or "none"
         if licence not in licences or not p.get("url"):
             continue
-        found.append(Photo(source="iNaturalist", photo_id=int(p["id"]), url=_sized(str(p["url"]), size),
+        found.append(Photo(source="iNaturalist", photo_id=int(p["id"]), url=sized(str(p["url"]), size),
                            observation_id=int(obs["id"]),
                            observation_url=str(obs.get("uri") or f"https://www.inaturalist.org/observations/{obs['id']}"),
                            observer=str(user.get("login") or user.get("name") or "unknown"), licence=licence,
@@ -177,32 +153,3 @@ def search(taxon: Taxon, sess: ClientSession, *, licences: Sequence[str], want: 
                 yield photo
         if given >= 3 * want or not results or page * per_page >= int(answer.get("total_results", 0)):
             return
-
-
-def spread(photos: Sequence[Photo], n: int) -> list[Photo]:
-    """``n`` photos spread over observers and observations, rather than many of one.
-
-    Each observer's first observation in turn, then their second..., and an observation's second photo only once
-    every observation has given one.
-    """
-    by_observer: dict[str, dict[int, list[Photo]]] = {}
-    for p in photos:
-        by_observer.setdefault(p.observer, {}).setdefault(p.observation_id, []).append(p)
-    chosen: list[Photo] = []
-    depth = 0
-    while len(chosen) < n:
-        added = False
-        # round robin over observers, each giving its next observation's photo at this depth
-        rounds = max((len(obs) for obs in by_observer.values()), default=0)
-        for r in range(rounds):
-            for observations in by_observer.values():
-                obs_list = list(observations.values())
-                if r < len(obs_list) and depth < len(obs_list[r]):
-                    chosen.append(obs_list[r][depth])
-                    added = True
-                    if len(chosen) == n:
-                        return chosen
-        if not added:
-            break
-        depth += 1
-    return chosen

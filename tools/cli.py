@@ -40,6 +40,7 @@ COMMANDS: dict[str, dict[str, str]] = {
     },
     "data": {
         "inaturalist": "sources.commands:inaturalist_main",
+        "gbif": "sources.commands:gbif_main",
     },
     "review": {
         "stats": "review.commands:stats_main",
