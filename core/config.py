@@ -59,7 +59,7 @@ LIMITS: dict[str, tuple[Callable[[float], bool], str]] = {
     **dict.fromkeys(("epochs", "batch_size", "step_size", "head_size", "rois_per_image", "max_pixels",
                      "concurrency", "users", "per_user"), (_at_least_one, "a whole number from 1 up")),
     **dict.fromkeys(("workers", "warmup_iters", "proposals", "threads", "max_steps_per_epoch", "trainable_layers",
-                     "limit", "random_per_empty", "max_per_photo", "timeout"),
+                     "limit", "random_per_empty", "max_per_photo", "timeout", "decode_side"),
                     (_non_negative, "a whole number from 0 up")),
     **dict.fromkeys(("input_size", "min_size", "max_size"), (lambda v: v >= 16, "a size in pixels from 16 up")),
     "crop_scale": (lambda v: 0 < v <= 1, "two fractions of the photo's area, above 0 and at most 1"),

@@ -155,7 +155,7 @@ def evaluate_folders(pipe: Pipeline, photos: str | Path, out: str | Path, *, unk
             truth, organisms, lineages)
         files = [p.relative_to(photos).as_posix() for p in list_images(folder)]
         ds = PhotoDataset(photos, files, pipe.detector.info["min_size"], pipe.detector.info["max_size"],
-                          pipe.settings.max_pixels)
+                          pipe.settings.max_pixels, pipe.settings.decode_side)
         loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_list,
                             worker_init_fn=WorkerInit())
         records = []

@@ -28,15 +28,19 @@ from pipeline.settings import EXPORTED_ENGINES, InferenceSettings
 
 
 def load_photo(path: str | os.PathLike, name: str, min_size: int, max_size: int,
-               max_pixels: int = MAX_PIXELS) -> dict:
+               max_pixels: int = MAX_PIXELS, decode_side: int = 0) -> dict:
     """A photo ready for :meth:`Pipeline.process_items`: ``{file, image, input, facts}``, or ``{file, failure}``.
 
     ``input`` is the detector's :func:`detector.predict.preprocess` of it; ``facts`` (sha256, upright size,
-    EXIF time and GPS) come from the same bytes the models see (:func:`core.io.read_photo`). Never raises for a
-    bad photo: a run of thousands goes on, and the failure becomes that photo's record.
+    EXIF time and GPS) come from the same bytes the models see (:func:`core.io.read_photo`). With
+    ``decode_side`` a large JPEG is decoded at a reduced scale keeping that short side, and never less than the
+    detector's input (``min_size`` and ``max_size``): ``image`` is then smaller than ``facts``' size says, and the
+    records map their boxes back to the photo's own pixels. Never raises for a bad photo: a run of thousands
+    goes on, and the failure becomes that photo's record.
     """
     try:
-        image, facts = read_photo(path, max_pixels=max_pixels)
+        short = max(decode_side, min_size, max_size) if decode_side else 0
+        image, facts = read_photo(path, max_pixels=max_pixels, short_side=short)
         return {"file": name, "image": image, "input": preprocess(image, min_size, max_size), "facts": facts}
     except ImageReadError as exc:
         return {"file": name, "failure": exc.reason}
@@ -44,6 +48,20 @@ def load_photo(path: str | os.PathLike, name: str, min_size: int, max_size: int,
         return {"file": name, "failure": str(exc)}
     except Exception as exc:  # a decoder bug must not stop a run of thousands of photos
         return {"file": name, "failure": f"could not decode ({exc.__class__.__name__}: {exc})"}
+
+
+def photo_scale(item: dict) -> tuple[tuple[int, int], float]:
+    """A loaded photo's own size (width, height) and how many of its pixels one decoded pixel stands for."""
+    h, w = item["image"].shape[:2]
+    facts = item.get("facts") or {}
+    if not facts.get("width"):
+        return (w, h), 1.0
+    return (int(facts["width"]), int(facts["height"])), float(facts["width"]) / w
+
+
+def _scaled_box(box: list[float], scale: float, size: tuple[int, int]) -> list[float]:
+    x, y, bw, bh = (v * scale for v in box)
+    return [round(x, 1), round(y, 1), round(min(bw, size[0] - x), 1), round(min(bh, size[1] - y), 1)]
 
 
 @dataclass
@@ -126,7 +144,7 @@ class Pipeline:
     def load(self, path: str | os.PathLike, name: str | None = None) -> dict:
         """:func:`load_photo` with this pipeline's detector sizes and pixel limit."""
         return load_photo(path, name or Path(path).name, self.detector.info["min_size"],
-                          self.detector.info["max_size"], self.settings.max_pixels)
+                          self.detector.info["max_size"], self.settings.max_pixels, self.settings.decode_side)
 
     def process_batch(self, images: list[np.ndarray], inputs: list[tuple[torch.Tensor, float]] | None = None,
                       score_threshold: float | None = None, threshold: float | None = None,
@@ -229,10 +247,12 @@ class Pipeline:
             if failure is not None:
                 records.append(make_record(it["file"], None, None, self.model_version, failure=failure))
             else:
-                h, w = it["image"].shape[:2]
                 dets = by_file[it["file"]]
                 assert isinstance(dets, list)
-                records.append(make_record(it["file"], (w, h), dets, self.model_version, seconds=per_photo,
+                size, scale = photo_scale(it)
+                if scale != 1.0:  # decoded at a reduced scale: boxes in the photo's own pixels
+                    dets = [{**d, "box": _scaled_box(d["box"], scale, size)} for d in dets]
+                records.append(make_record(it["file"], size, dets, self.model_version, seconds=per_photo,
                                            sha256=it["facts"]["sha256"] if "facts" in it else None))
         return records
 

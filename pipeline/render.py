@@ -29,8 +29,13 @@ def label_of(detection: dict) -> str:
     return f"{detection['taxon']}{rank} {_two_decimals(detection['probability'])}"
 
 
-def draw_detections(image: np.ndarray, detections: list[dict], labels: list[str] | None = None) -> np.ndarray:
-    """A copy of ``image`` with each detection's box and label (numbered from 1)."""
+def draw_detections(image: np.ndarray, detections: list[dict], labels: list[str] | None = None,
+                    scale: float = 1.0) -> np.ndarray:
+    """A copy of ``image`` with each detection's box and label (numbered from 1).
+
+    ``scale``: how many of the photo's pixels (the boxes') one pixel of ``image`` stands for, where the photo was
+    decoded at a reduced scale.
+    """
     canvas = Image.fromarray(image)
     draw = ImageDraw.Draw(canvas)
     width = max(2, round(max(canvas.size) / 300))
@@ -39,7 +44,7 @@ def draw_detections(image: np.ndarray, detections: list[dict], labels: list[str]
     except TypeError:  # pragma: no cover - Pillow < 10.1
         font = ImageFont.load_default()
     for i, d in enumerate(detections):
-        x, y, w, h = d["box"]
+        x, y, w, h = (v / scale for v in d["box"])
         colour = ACCEPTED_COLOUR if d["accepted"] else UNCERTAIN_COLOUR
         draw.rectangle([x, y, x + w, y + h], outline=colour, width=width)
         text = f"{i + 1}. {labels[i] if labels else label_of(d)}"

@@ -45,7 +45,7 @@ from core.io import (
 from core.modelfile import taxolens_version
 from core.runtime import WorkerInit
 from pipeline.exports import write_exports
-from pipeline.predictor import Pipeline, load_photo
+from pipeline.predictor import Pipeline, load_photo, photo_scale
 from pipeline.records import STATUS_OK, summarize_records
 from pipeline.render import draw_detections
 from pipeline.settings import InferenceSettings, settings_id
@@ -93,15 +93,17 @@ class FolderRun:
 class PhotoDataset(Dataset):
     """Decodes photos (and shrinks them for the detector) in loader workers; a bad file becomes a failure."""
 
-    def __init__(self, root: Path, files: list[str], min_size: int, max_size: int, max_pixels: int) -> None:
+    def __init__(self, root: Path, files: list[str], min_size: int, max_size: int, max_pixels: int,
+                 decode_side: int = 0) -> None:
         self.root, self.files = root, files
-        self.min_size, self.max_size, self.max_pixels = min_size, max_size, max_pixels
+        self.min_size, self.max_size, self.max_pixels, self.decode_side = min_size, max_size, max_pixels, decode_side
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> dict:
-        return load_photo(self.root / self.files[i], self.files[i], self.min_size, self.max_size, self.max_pixels)
+        return load_photo(self.root / self.files[i], self.files[i], self.min_size, self.max_size, self.max_pixels,
+                          self.decode_side)
 
 
 def collate_list(batch: list) -> list:
@@ -175,21 +177,25 @@ def model_info(path: str | Path, info: dict) -> dict:
 
 
 def _save_extras(out: Path, rel: str, image, detections: list[dict], annotated: bool, crops: bool,
-                 padding: float) -> list[str]:
-    """The annotated photo (same name and format as the photo) and the crops; what could not be written."""
+                 padding: float, scale: float = 1.0) -> list[str]:
+    """The annotated photo (same name and format as the photo) and the crops; what could not be written.
+
+    ``scale``: how many of the photo's pixels one of ``image`` stands for (``--decode-side``): the annotated photo
+    and the crops are written at the size the photo was decoded at.
+    """
     problems = []
     if annotated:
         dest = output_path(out / "annotated", rel)
         params = {"quality": 90} if dest.suffix.lower() in (".jpg", ".jpeg") else {}
         try:
-            atomic_save_image(draw_detections(image, detections), dest, **params)
+            atomic_save_image(draw_detections(image, detections, scale=scale), dest, **params)
         except (OSError, ValueError) as exc:
             problems.append(f"annotated photo not written ({exc})")
     if crops:
         for i, d in enumerate(detections, start=1):
             dest = output_path(out / "crops" / _component(d["taxon"]), rel, f"_{i}.jpg")
             try:
-                atomic_save_image(crop_box(image, d["box"], padding), dest, quality=95)
+                atomic_save_image(crop_box(image, [v / scale for v in d["box"]], padding), dest, quality=95)
             except (OSError, ValueError) as exc:
                 problems.append(f"crop {i} not written ({exc})")
     return problems
@@ -199,7 +205,7 @@ def _local_records(pipe: Pipeline, folder: Path, todo: list[str], batch_size: in
                    ) -> Iterator[tuple[dict, dict]]:
     """(loaded photo, record) for each photo: decoded by DataLoader workers, the models in this process."""
     ds = PhotoDataset(folder, todo, pipe.detector.info["min_size"], pipe.detector.info["max_size"],
-                      pipe.settings.max_pixels)
+                      pipe.settings.max_pixels, pipe.settings.decode_side)
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_list,
                         prefetch_factor=4 if workers else None, persistent_workers=False,
                         worker_init_fn=WorkerInit())
@@ -365,7 +371,7 @@ def _answer(pipe: Pipeline, folder: Path, out: Path, files: list[str], todo: lis
                 LOGGER.warning("%s: %s", folder / item["file"], record["failure"])
             elif run.save_annotated or run.save_crops:
                 problems = _save_extras(out, item["file"], item["image"], record["detections"],
-                                        run.save_annotated, run.save_crops, padding)
+                                        run.save_annotated, run.save_crops, padding, photo_scale(item)[1])
                 for problem in problems:
                     LOGGER.warning("%s: %s", folder / item["file"], problem)
                 if problems:

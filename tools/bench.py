@@ -10,7 +10,7 @@ Every mode runs in a fresh process (so each peak memory, VmHWM, is its own) over
 
 - ``ENGINE[:key=value,...]``: the real ``taxolens evaluate`` path (loader workers, batches, crops in one batch)
   with the engine ``torch``, ``onnx``, ``onnx-int8``, ``openvino`` or ``openvino-int8`` (the exported files of
-  ``taxolens export``) and settings: ``proposals``, ``threads`` (inference settings), ``workers``,
+  ``taxolens export``) and settings: ``proposals``, ``threads``, ``decode_side`` (inference settings), ``workers``,
   ``batch_size`` (the folder run's). ``pipeline`` is ``torch``.
 - ``naive``: the same models one photo at a time, no workers, default settings (the model files' 1000
   proposals, every box scored, one classifier call per crop, ``torch.no_grad``), with the same suppression,
@@ -47,7 +47,7 @@ from core.config import check_settings
 from core.runtime import WorkerInit
 
 #: what a mode of the real evaluate path may set: inference settings, then the folder run's own
-MODE_SETTINGS = {"proposals": int, "threads": int}
+MODE_SETTINGS = {"proposals": int, "threads": int, "decode_side": int}
 MODE_RUN = {"workers": int, "batch_size": int}
 #: the folder-run engines (``pipeline``: the PyTorch one, as earlier versions named it)
 ENGINE_MODES = ("torch", "pipeline", "onnx", "onnx-int8", "openvino", "openvino-int8")

@@ -68,7 +68,8 @@ class IdentifyPage:
         detections = record["detections"]
         labels = [d["taxon"] if d["accepted"] else "?" for d in detections]
         state = {"detections": detections, "dropped": record.get("dropped", [])}
-        return draw_detections(image, detections, labels), results_html(state, lang), state
+        scale = record["width"] / image.shape[1]  # above 1 where the photo was decoded at a reduced scale
+        return draw_detections(image, detections, labels, scale), results_html(state, lang), state
 
     def batch(self, paths: Sequence[str] | None, score: float, threshold: float):
         """Several photos -> (table rows, CSV file). The CSVs live in one folder of this app, pruned as it goes."""
