@@ -16,8 +16,8 @@ def test_modes_are_an_engine_and_its_settings():
     assert parse_mode("torch") == {"name": "torch", "engine": "torch", "settings": {},
                                    "run": {"batch_size": 4, "workers": 1}}
     assert parse_mode("pipeline")["engine"] == "torch"
-    m = parse_mode("openvino-int8:proposals=300,threads=2,workers=0,batch-size=8")
-    assert m["engine"] == "openvino-int8" and m["settings"] == {"proposals": 300, "threads": 2}
+    m = parse_mode("openvino-int8:proposals=300,threads=2,decode-side=540,workers=0,batch-size=8")
+    assert m["engine"] == "openvino-int8" and m["settings"] == {"proposals": 300, "threads": 2, "decode_side": 540}
     assert m["run"] == {"batch_size": 8, "workers": 0}
     assert parse_mode("naive")["engine"] is None
     with pytest.raises(ValueError, match="'tensorrt' is no engine"):
