@@ -172,6 +172,9 @@ def test_names_are_matched_exactly_and_an_ambiguous_fuzzy_or_unknown_name_refuse
         gbif_main(_args(server, tmp_path / "d", "--taxa", "Vespa velutina", "--place", "Galicia"))
     with pytest.raises(SourceError, match="more than one request a second"):
         gbif_main(["--taxa", "Vespa velutina", "--out", str(tmp_path / "e"), "--per-second", "3"])
+    with pytest.raises(SystemExit):  # no rate at all is no rate limit: refused before any request
+        gbif_main(_args(server, tmp_path / "g", "--taxa", "Vespa velutina", "--per-second", "0"))
+    assert not (tmp_path / "g").exists()
     # a synonym gives its accepted taxon, whose occurrences are searched
     summary = gbif_main(_args(server, tmp_path / "f", "--taxa", "Vespa auraria", "--per-taxon", "2"))
     printed = capsys.readouterr().out
