@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.config import SettingError
 from sources.commands import gbif_main
 from sources.gbif import licence_code
 from sources.photos import SourceError
@@ -172,7 +173,7 @@ def test_names_are_matched_exactly_and_an_ambiguous_fuzzy_or_unknown_name_refuse
         gbif_main(_args(server, tmp_path / "d", "--taxa", "Vespa velutina", "--place", "Galicia"))
     with pytest.raises(SourceError, match="more than one request a second"):
         gbif_main(["--taxa", "Vespa velutina", "--out", str(tmp_path / "e"), "--per-second", "3"])
-    with pytest.raises(SystemExit):  # no rate at all is no rate limit: refused before any request
+    with pytest.raises(SettingError, match="--per-second 0.0: not allowed"):  # 0 would be no limit at all
         gbif_main(_args(server, tmp_path / "g", "--taxa", "Vespa velutina", "--per-second", "0"))
     assert not (tmp_path / "g").exists()
     # a synonym gives its accepted taxon, whose occurrences are searched
