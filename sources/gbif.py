@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from requests_ratelimiter import LimiterMixin, SQLiteBucket
 from urllib3.util.retry import Retry
 
 from sources.inaturalist import sized
-from sources.photos import Photo, SourceError
+from sources.photos import Photo, SourceError, count_requests
 
 LOGGER = logging.getLogger(__name__)
 
@@ -70,13 +69,7 @@ class GbifSession(CacheMixin, LimiterMixin, requests.Session):
             self.mount(scheme, HTTPAdapter(max_retries=retry))
         self.api_url = api_url.rstrip("/")
         self.headers["User-Agent"] = "taxolens (taxolens data gbif)"
-        self.requests_sent: list[float] = []
-        self.hooks["response"].append(self._sent)
-
-    def _sent(self, response: Any, *args: Any, **kwargs: Any) -> Any:
-        if not getattr(response, "from_cache", False):
-            self.requests_sent.append(time.monotonic())
-        return response
+        count_requests(self)
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
         if url.startswith(GBIF_API + "/"):

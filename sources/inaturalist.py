@@ -9,7 +9,6 @@ mirror, or the recorded answers the tests serve on 127.0.0.1).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from pyinaturalist import ClientSession
 from pyinaturalist.constants import API_V1
 from pyinaturalist.v1 import get_observations, get_places_autocomplete, get_taxa
 
-from sources.photos import Photo, SourceError, spread  # noqa: F401 (spread: part of this source's interface)
+from sources.photos import Photo, SourceError, count_requests, spread  # noqa: F401 (spread: part of this source's interface)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -35,13 +34,7 @@ class _Session(ClientSession):
     def __init__(self, api_url: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.api_url = api_url.rstrip("/")
-        self.requests_sent: list[float] = []  # monotonic times, to measure the rate actually kept
-        self.hooks["response"].append(self._sent)
-
-    def _sent(self, response: Any, *args: Any, **kwargs: Any) -> Any:
-        if not getattr(response, "from_cache", False):
-            self.requests_sent.append(time.monotonic())
-        return response
+        count_requests(self)  # requests_sent: monotonic times, to measure the rate actually kept
 
     def prepare_inat_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
         if url.startswith(API_V1):

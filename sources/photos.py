@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 class SourceError(ValueError):
     """A request the source cannot answer as asked (an unknown or ambiguous name); one line that says why."""
+
+
+def count_requests(session: Any) -> None:
+    """Give a requests session ``requests_sent``: the monotonic time of every request that reached a server.
+
+    Answers from a cache are not counted: what is left is the rate the source saw.
+    """
+    session.requests_sent = []
+
+    def sent(response: Any, *args: Any, **kwargs: Any) -> Any:
+        if not getattr(response, "from_cache", False):
+            session.requests_sent.append(time.monotonic())
+        return response
+
+    session.hooks["response"].append(sent)
 
 
 @dataclass(frozen=True)

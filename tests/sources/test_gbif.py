@@ -17,20 +17,17 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from core.config import SettingError
 from sources.commands import gbif_main
 from sources.gbif import licence_code
 from sources.photos import SourceError
+from tests.sources.server import Handler, Recorded, jpeg, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 VV = {"key": "4QHKG", "name": "Vespa velutina Lepeletier, 1836", "canonicalName": "Vespa velutina", "rank": "SPECIES"}
@@ -84,75 +81,52 @@ def _occurrences(port: int) -> list[dict]:
     return occ
 
 
-def _jpeg(seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(buf, "JPEG")
-    return buf.getvalue()
-
-
-class Recorded(ThreadingHTTPServer):
-    """The local server; ``log`` holds (monotonic time, path, query) of every request."""
-
-    daemon_threads = True
+class Source(Recorded):
+    """The local server, with the occurrences it serves."""
 
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.log: list[tuple[float, str, dict]] = []
-        self.occurrences = _occurrences(self.server_address[1])
+        super().__init__(SourceHandler)
+        self.occurrences = _occurrences(self.port)
 
 
-class Handler(BaseHTTPRequestHandler):
-    server: Recorded
-
-    def log_message(self, *args) -> None:  # quiet
-        pass
-
-    def _send(self, status: int, body: bytes, kind: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+class SourceHandler(Handler):
+    server: Source
 
     def do_GET(self) -> None:  # noqa: N802
         url = urlparse(self.path)
         q = parse_qs(url.query)
-        self.server.log.append((time.monotonic(), url.path, q))
+        self.logged(url.path, q)
         if url.path == "/v2/species/match":
             name = q.get("scientificName", [""])[0].lower()
             answer = MATCHES.get(name, {"synonym": False, "diagnostics": {"matchType": "NONE", "confidence": 100}})
-            return self._send(200, json.dumps(answer).encode())
+            return self.send(200, json.dumps(answer).encode())
         if url.path == "/v1/occurrence/search":
             wanted = {"taxonKey": ["4QHKG"], "mediaType": ["StillImage"], "occurrenceStatus": ["PRESENT"],
                       "basisOfRecord": ["HUMAN_OBSERVATION"]}
             if any(q.get(k) != v for k, v in wanted.items()):
-                return self._send(400, json.dumps({"asked": q}).encode())
+                return self.send(400, json.dumps({"asked": q}).encode())
             results = [o for o in self.server.occurrences
                        if "gadmGid" not in q or o["gadm"]["level1"]["gid"] == q["gadmGid"][0]]
             offset, limit = int(q["offset"][0]), int(q["limit"][0])
             limit = min(limit, 5)  # smaller pages than GBIF's 300, so that paging is exercised
             chunk = results[offset:offset + limit]
-            return self._send(200, json.dumps({"offset": offset, "limit": limit, "count": len(results),
+            return self.send(200, json.dumps({"offset": offset, "limit": limit, "count": len(results),
                                                "endOfRecords": offset + limit >= len(results),
                                                "results": chunk}).encode())
         if url.path.startswith("/photos/"):
             name = url.path.split("/")[2].removesuffix(".jpg")
             if name == "404":
-                return self._send(404, b"not found", "text/plain")
+                return self.send(404, b"not found", "text/plain")
             if name == "666":
-                return self._send(200, b"\xff\xd8 this is no jpeg", "image/jpeg")
-            return self._send(200, _jpeg(5555 if name == "777" else int(name)), "image/jpeg")
-        return self._send(404, b"{}")
+                return self.send(200, b"\xff\xd8 this is no jpeg", "image/jpeg")
+            return self.send(200, jpeg(5555 if name == "777" else int(name)), "image/jpeg")
+        return self.send(404, b"{}")
 
 
 @pytest.fixture
 def server():
-    srv = Recorded()
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
+    with serving(Source()) as srv:
+        yield srv
 
 
 def _args(server, out, *more):

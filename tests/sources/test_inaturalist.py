@@ -14,19 +14,16 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from sources.commands import inaturalist_main
 from sources.fetch import MediaBudget
 from sources.inaturalist import Photo, SourceError, spread
+from tests.sources.server import Handler, Recorded, jpeg, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 TAXA = {
@@ -71,48 +68,28 @@ def _observations(port: int) -> list[dict]:
     return obs
 
 
-def _jpeg(seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(buf, "JPEG")
-    return buf.getvalue()
-
-
-class Recorded(ThreadingHTTPServer):
-    """The local server; ``log`` holds (monotonic time, path) of every request."""
-
-    daemon_threads = True
+class Source(Recorded):
+    """The local server, with the observations it serves."""
 
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.log: list[tuple[float, str]] = []
-        self.observations = _observations(self.server_address[1])
+        super().__init__(SourceHandler)
+        self.observations = _observations(self.port)
 
 
-class Handler(BaseHTTPRequestHandler):
-    server: Recorded
-
-    def log_message(self, *args) -> None:  # quiet
-        pass
-
-    def _send(self, status: int, body: bytes, kind: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+class SourceHandler(Handler):
+    server: Source
 
     def do_GET(self) -> None:  # noqa: N802
         url = urlparse(self.path)
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
-        self.server.log.append((time.monotonic(), url.path))
+        self.logged(url.path, q)
         if url.path == "/v1/taxa":
             results = TAXA.get(q.get("q", "").lower(), [])
-            return self._send(200, json.dumps({"total_results": len(results), "page": 1, "per_page": 30,
+            return self.send(200, json.dumps({"total_results": len(results), "page": 1, "per_page": 30,
                                                "results": results}).encode())
         if url.path == "/v1/places/autocomplete":
             results = [p for p in PLACES if p["name"].lower().startswith(q.get("q", "").lower())]
-            return self._send(200, json.dumps({"total_results": len(results), "page": 1, "per_page": 20,
+            return self.send(200, json.dumps({"total_results": len(results), "page": 1, "per_page": 20,
                                                "results": results}).encode())
         if url.path == "/v1/observations":
             allowed = set(q.get("photo_license", "").lower().split(","))
@@ -120,25 +97,22 @@ class Handler(BaseHTTPRequestHandler):
                        and any(p["license_code"] in allowed for p in o["photos"])]
             page, per_page = int(q.get("page", 1)), int(q.get("per_page", 30))
             chunk = results[(page - 1) * per_page:page * per_page]
-            return self._send(200, json.dumps({"total_results": len(results), "page": page, "per_page": per_page,
+            return self.send(200, json.dumps({"total_results": len(results), "page": page, "per_page": per_page,
                                                "results": chunk}).encode())
         if url.path.startswith("/photos/"):
             photo_id = int(url.path.split("/")[2])
             if photo_id == 404:
-                return self._send(404, b"not found", "text/plain")
+                return self.send(404, b"not found", "text/plain")
             if photo_id == 666:
-                return self._send(200, b"\xff\xd8 this is no jpeg", "image/jpeg")
-            return self._send(200, _jpeg(1001 if photo_id == 777 else photo_id), "image/jpeg")
-        return self._send(404, b"{}")
+                return self.send(200, b"\xff\xd8 this is no jpeg", "image/jpeg")
+            return self.send(200, jpeg(1001 if photo_id == 777 else photo_id), "image/jpeg")
+        return self.send(404, b"{}")
 
 
 @pytest.fixture
 def server():
-    srv = Recorded()
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
+    with serving(Source()) as srv:
+        yield srv
 
 
 def _args(server, out, *more):
@@ -183,7 +157,7 @@ def test_licences_spread_attribution_failures_duplicates_and_rate(server, tmp_pa
     credits = (out / "dataset.md").read_text()
     assert all(f"(c) {who}, " in credits for who in {r[col["observer"]] for r in rows})
     # the rate kept: at most 5 requests a second, measured at the server
-    times = [t for t, _ in server.log]
+    times = [t for t, _, _ in server.log]
     assert len(times) >= 10
     span = times[-1] - times[0]
     assert (len(times) - 1) / span <= 5 * 1.15, f"{len(times)} requests in {span:.2f} s"
@@ -226,10 +200,10 @@ def test_a_killed_download_resumes_without_fetching_anything_twice(server, tmp_p
     served_before = len(server.log)
     assert 3 <= len(done_before) < 14, "the kill should land half-way"
     assert subprocess.run(cmd, cwd=ROOT, capture_output=True).returncode == 0
-    again = [path for _, path in server.log[served_before:] if path.startswith("/photos/")]
+    again = [path for _, path, _ in server.log[served_before:] if path.startswith("/photos/")]
     assert not set(again) & done_before, "a photo done before the kill was fetched again"
     assert again  # the second run did fetch the rest
-    fetched = [path for _, path in server.log if path.startswith("/photos/")]
+    fetched = [path for _, path, _ in server.log if path.startswith("/photos/")]
     assert len(fetched) - len(set(fetched)) <= 1  # at most the one in flight when the kill came
     entries = [json.loads(line) for line in log.read_text().splitlines()]
     assert len({e["photo_id"] for e in entries}) == len(entries) == 14
