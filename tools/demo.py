@@ -33,8 +33,12 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.config import check_settings
+
+if TYPE_CHECKING:
+    from detector.predict import Detector
 
 LOGGER = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,11 +146,13 @@ def detector_training_set(out: Path, profile: Profile) -> Path:
     return merged
 
 
-def make_crops(out: Path, detector: Path) -> Path:
-    """Crops per class through the one crop function; no-organism crops from the detector's own mistakes."""
+def make_crops(out: Path, detector: Path, engine: str = "auto") -> Path:
+    """Crops per class through the one crop function; no-organism crops from the detector's own mistakes.
+
+    ``engine``: the detector's (:func:`crop_detector`).
+    """
     from annotations.commands import export_crops
     from core.defaults import BACKGROUND_CLASS, CROP_PADDING
-    from detector.predict import Detector
     from detector.propose import mine_background, propose
 
     done = out / "data" / "crops"
@@ -158,7 +164,7 @@ def make_crops(out: Path, detector: Path) -> Path:
     export_crops(out / "data" / "bh-train.json", crops, rename=BEES_HORNETS)
     for split in ("train", "valid"):  # hornets-3class test stays out: it measures
         export_crops(out / "data" / f"h3-{split}.json", crops, rename=HORNETS_3CLASS)
-    det = Detector.from_file(detector)
+    det = crop_detector(detector, engine)
     # bees-hornets is fully annotated (hornets-3class is not: its unlabelled wasps would be taught as background)
     mine_background(det, out / "data" / "bh-train.json", crops / BACKGROUND_CLASS, padding=CROP_PADDING,
                     per_photo=1, min_score=0.3)
@@ -300,28 +306,61 @@ def evaluate_demo(out: Path, detector: Path, classifier: Path, dest: Path | None
     return results
 
 
+def _exported(model: Path, kind: str) -> Path:
+    """The ONNX file of ``model`` (proposals as the model's own), exported again unless it holds these weights."""
+    from core.modelfile import ModelFileError, load_model_file
+    from core.onnxrt import onnx_path, read_checked
+
+    path = onnx_path(model)
+    try:
+        read_checked(path, load_model_file(model, kind))
+    except ModelFileError:  # missing, or a retrained model's old export
+        LOGGER.info("exporting the %s for the OpenVINO engine", kind)
+        if kind == "detector":
+            from detector.onnx import export_onnx
+            export_onnx(model, path, 17, 0)
+        else:
+            from classifier.onnx import export_onnx as export_classifier
+            export_classifier(model, path, 17)
+    return path
+
+
+def has_openvino() -> bool:
+    """Whether the ``fast`` extra (OpenVINO) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+def crop_detector(detector: Path, engine: str = "auto") -> Detector:
+    """The detector that cuts the training crops: OpenVINO where installed (exported first), else PyTorch.
+
+    ``engine``: ``auto`` (that choice), ``torch`` or ``openvino``.
+
+    Mining no-organism crops and boxing the ant photos is detector inference on about 700 photos, minutes of
+    ``make demo`` in PyTorch on 2 cores; OpenVINO gives the same boxes (BENCHMARKS.md, issue 20) about twice as fast.
+    """
+    from detector.predict import Detector as TorchDetector
+
+    if engine == "torch" or (engine == "auto" and not has_openvino()):
+        return TorchDetector.from_file(detector)
+    from core.modelfile import load_model_file
+    from detector.onnx import OnnxDetector
+
+    return OnnxDetector.from_onnx(load_model_file(detector, "detector"), _exported(detector, "detector"),
+                                  runtime="openvino")
+
+
 def fast_engine(detector: Path, classifier: Path) -> str:
     """``openvino`` where OpenVINO is installed (both networks exported beside the models if not yet), else ``torch``.
 
     OpenVINO gives the PyTorch engine's figures on every held-out set and answers about twice as fast on 2 cores
     (BENCHMARKS.md, issue 20).
     """
-    import importlib.util
-
-    from core.modelfile import ModelFileError, load_model_file
-    from core.onnxrt import onnx_path, read_checked
-
-    if importlib.util.find_spec("openvino") is None:
+    if not has_openvino():
         return "torch"
-    try:  # exports of these very weights (a retrained model's old exports are made again)
-        for model, kind in ((detector, "detector"), (classifier, "classifier")):
-            read_checked(onnx_path(model), load_model_file(model, kind))
-    except ModelFileError:
-        from tools import export
-
-        LOGGER.info("exporting both models for the OpenVINO engine")
-        export.main(["--format", "onnx", "--detector", str(detector), "--classifier", str(classifier),
-                     "--proposals", "0"])
+    for model, kind in ((detector, "detector"), (classifier, "classifier")):
+        _exported(model, kind)
     return "openvino"
 
 

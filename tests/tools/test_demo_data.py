@@ -1,8 +1,14 @@
-"""The demo's non-target data (issue 19): hive bees grouped by video frame, trap insects as look-alikes."""
+"""The demo's data: non-targets (issue 19; hive bees grouped by video frame, trap insects as look-alikes), crops."""
 
 import re
+import shutil
+from pathlib import Path
 
-from tests.conftest import shared
+import numpy as np
+import pytest
+
+from core.io import read_image
+from tests.conftest import make_scene, shared
 
 
 def test_add_non_targets_adds_hive_bees_and_trap_insects_grouped_for_the_split(tmp_path):
@@ -58,3 +64,27 @@ def test_giant_hornet_train_joins_the_detector_set_and_val_stays_out(tmp_path, t
     assert len(merged["annotations"]) == sum(a["image_id"] <= 3 for a in load_coco(tiny_coco)["annotations"]) + len(
         train["annotations"])
     assert not {Path(im["file_name"]).stem for im in merged["images"]} & stems["val"]
+
+
+def test_the_demo_cuts_its_crops_with_the_detector_on_openvino_and_the_same_boxes(tiny_models, tmp_path):
+    from core.onnxrt import onnx_path
+    from detector.predict import Detector
+    from tools.demo import crop_detector
+
+    pytest.importorskip("openvino")
+    det = Path(shutil.copy(tiny_models[0], tmp_path / "detector.pt"))
+    fast = crop_detector(det)
+    assert fast.info["engine"] == "openvino" and onnx_path(det).is_file()
+    exported_at = onnx_path(det).stat().st_mtime_ns
+    assert crop_detector(det).info["engine"] == "openvino"
+    assert onnx_path(det).stat().st_mtime_ns == exported_at  # up to date: not exported again
+    reference = Detector.from_file(det)
+    compared = 0
+    for i in range(3):  # the boxes the demo keeps (score 0.3 and up, as it mines and proposes)
+        photo = read_image(make_scene(tmp_path / f"p{i}.jpg", [(8, 8, 30, 24), (55, 40, 30, 30)], seed=i))
+        a, b = reference.predict(photo, 0.3), fast.predict(photo, 0.3)
+        assert len(a["boxes"]) == len(b["boxes"])
+        if len(a["boxes"]):
+            assert np.abs(np.asarray(a["boxes"]) - np.asarray(b["boxes"])).max() <= 1.0
+        compared += len(a["boxes"])
+    assert compared > 0
