@@ -58,6 +58,8 @@ class GbifSession(CacheMixin, LimiterMixin, requests.Session):
     reached a server, to measure the rate kept.
     """
 
+    requests_sent: list[float]
+
     def __init__(self, cache_dir: Path, *, api_url: str = GBIF_API, per_second: float = 1.0) -> None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         super().__init__(cache_name=str(cache_dir / "gbif-cache.sqlite"), backend="sqlite", expire_after=86400,
@@ -71,10 +73,10 @@ class GbifSession(CacheMixin, LimiterMixin, requests.Session):
         self.headers["User-Agent"] = "taxolens (taxolens data gbif)"
         count_requests(self)
 
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
-        if url.startswith(GBIF_API + "/"):
-            url = self.api_url + url[len(GBIF_API):]
-        return super().request(method, url, *args, **kwargs)
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:  # noqa: D102
+        if isinstance(request.url, str) and request.url.startswith(GBIF_API + "/"):
+            request.url = self.api_url + request.url[len(GBIF_API):]
+        return super().prepare_request(request)
 
 
 @contextmanager
@@ -183,18 +185,17 @@ def occurrence_photos(occ: dict, licences: Sequence[str], size: str = "large") -
             continue
         holder = m.get("rightsHolder") or m.get("creator") or observer
         url = str(m["identifier"])
-        common = {"licence": licence, "observer": str(holder),
-                  "attribution": f"(c) {holder}, {licence.upper()}"
-                  + (f", via {occ['datasetName']}" if occ.get("datasetName") else "") + " (GBIF)",
-                  "date": str(occ["eventDate"])[:10] if occ.get("eventDate") else None, "place": place,
-                  "taxon_identified": str(occ.get("acceptedScientificName") or occ.get("scientificName") or "")}
+        attribution = (f"(c) {holder}, {licence.upper()}"
+                       + (f", via {occ['datasetName']}" if occ.get("datasetName") else "") + " (GBIF)")
+        date = str(occ["eventDate"])[:10] if occ.get("eventDate") else None
+        taxon = str(occ.get("acceptedScientificName") or occ.get("scientificName") or "")
         photo = _INAT_PHOTO.search(url)
         if inat and photo:  # GBIF gives iNaturalist's originals: take the size asked for
-            found.append(Photo(source="iNaturalist", photo_id=int(photo.group(1)), url=sized(url, size),
-                               observation_id=int(inat.group(1)), observation_url=inat.group(0), **common))
+            found.append(Photo("iNaturalist", int(photo.group(1)), sized(url, size), int(inat.group(1)),
+                               inat.group(0), str(holder), licence, attribution, date, place, taxon))
         else:
-            found.append(Photo(source="GBIF", photo_id=f"{key}-{i}", url=url, observation_id=key,
-                               observation_url=f"https://www.gbif.org/occurrence/{key}", **common))
+            found.append(Photo("GBIF", f"{key}-{i}", url, key, f"https://www.gbif.org/occurrence/{key}",
+                               str(holder), licence, attribution, date, place, taxon))
     return found, unlicensed
 
 

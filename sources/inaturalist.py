@@ -31,6 +31,8 @@ SIZES = ("medium", "large", "original")
 class _Session(ClientSession):
     """pyinaturalist's session, sending its API requests to ``api_url`` instead of api.inaturalist.org."""
 
+    requests_sent: list[float]
+
     def __init__(self, api_url: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.api_url = api_url.rstrip("/")
