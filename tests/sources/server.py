@@ -1,11 +1,17 @@
 """The local server both source tests answer from: recorded API answers and small generated JPEGs on 127.0.0.1."""
 
 import io
+import json
+import os
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 from PIL import Image
@@ -61,3 +67,28 @@ def serving(server: Recorded) -> Iterator[Recorded]:
         yield server
     finally:
         server.shutdown()
+
+
+def kill_half_way_and_resume(server: Recorded, cmd: list[str], out: Path, photos: int) -> None:
+    """Run ``cmd`` (a ``taxolens data`` command writing ``out``), kill it -9 once 3 photos are logged, run it
+    again to the end, and check that nothing done before the kill was fetched again and ``photos`` are logged."""
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = out / ".fetch" / "log.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not log.is_file() or len(log.read_text().splitlines()) < 3):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = {urlparse(e["url"]).path for e in map(json.loads, log.read_text().splitlines())}
+    served_before = len(server.log)
+    assert 3 <= len(done_before) < photos, "the kill should land half-way"
+    assert subprocess.run(cmd, cwd=root, capture_output=True).returncode == 0
+    again = [path for _, path, _ in server.log[served_before:] if path.startswith("/photos/")]
+    assert not set(again) & done_before, "a photo done before the kill was fetched again"
+    assert again  # the second run did fetch the rest
+    fetched = [path for _, path, _ in server.log if path.startswith("/photos/")]
+    assert len(fetched) - len(set(fetched)) <= 1  # at most the one in flight when the kill came
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len({e["photo_id"] for e in entries}) == len(entries) == photos
+    assert not list(out.rglob("*.part"))

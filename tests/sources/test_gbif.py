@@ -13,11 +13,7 @@ is not an image, two have the same bytes, some carry no licence of their own.
 import csv
 import io
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -27,7 +23,7 @@ from core.config import SettingError
 from sources.commands import gbif_main
 from sources.gbif import licence_code
 from sources.photos import SourceError
-from tests.sources.server import Handler, Recorded, jpeg, serving
+from tests.sources.server import Handler, Recorded, jpeg, kill_half_way_and_resume, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 VV = {"key": "4QHKG", "name": "Vespa velutina Lepeletier, 1836", "canonicalName": "Vespa velutina", "rank": "SPECIES"}
@@ -231,23 +227,7 @@ def test_a_killed_download_resumes_without_fetching_anything_twice(server, tmp_p
     cmd = [sys.executable, "-m", "tools.cli", "data", "gbif",
            *_args(server, out, "--taxa", "Vespa velutina", "--per-taxon", "12")]
     cmd[cmd.index("5")] = "3"  # slower, so the kill lands half-way
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log = out / ".fetch" / "log.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not log.is_file() or len(log.read_text().splitlines()) < 3):
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done_before = {urlparse(e["url"]).path for e in map(json.loads, log.read_text().splitlines())}
-    served_before = len(server.log)
-    assert 3 <= len(done_before) < 12, "the kill should land half-way"
-    assert subprocess.run(cmd, cwd=ROOT, capture_output=True).returncode == 0
-    again = [path for _, path, _ in server.log[served_before:] if path.startswith("/photos/")]
-    assert not set(again) & done_before, "a photo done before the kill was fetched again"
-    assert again  # the second run did fetch the rest
-    entries = [json.loads(line) for line in log.read_text().splitlines()]
-    assert len({e["photo_id"] for e in entries}) == len(entries) == 12
-    assert not list(out.rglob("*.part"))
+    kill_half_way_and_resume(server, cmd, out, 12)
 
 
 @pytest.mark.slow

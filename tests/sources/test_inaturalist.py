@@ -10,11 +10,7 @@ reads. Photos are small generated JPEGs; one answers 404, one is not an image, t
 import csv
 import io
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -23,7 +19,7 @@ import pytest
 from sources.commands import inaturalist_main
 from sources.fetch import MediaBudget
 from sources.inaturalist import Photo, SourceError, spread
-from tests.sources.server import Handler, Recorded, jpeg, serving
+from tests.sources.server import Handler, Recorded, jpeg, kill_half_way_and_resume, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 TAXA = {
@@ -189,25 +185,7 @@ def test_a_killed_download_resumes_without_fetching_anything_twice(server, tmp_p
     cmd = [sys.executable, "-m", "tools.cli", "data", "inaturalist",
            *_args(server, out, "--taxa", "Vespa velutina", "--per-taxon", "14")]
     cmd[cmd.index("5")] = "3"  # slower, so the kill lands half-way
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log = out / ".fetch" / "log.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not log.is_file() or len(log.read_text().splitlines()) < 3):
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done_before = {urlparse(e["url"]).path for e in map(json.loads, log.read_text().splitlines())}
-    served_before = len(server.log)
-    assert 3 <= len(done_before) < 14, "the kill should land half-way"
-    assert subprocess.run(cmd, cwd=ROOT, capture_output=True).returncode == 0
-    again = [path for _, path, _ in server.log[served_before:] if path.startswith("/photos/")]
-    assert not set(again) & done_before, "a photo done before the kill was fetched again"
-    assert again  # the second run did fetch the rest
-    fetched = [path for _, path, _ in server.log if path.startswith("/photos/")]
-    assert len(fetched) - len(set(fetched)) <= 1  # at most the one in flight when the kill came
-    entries = [json.loads(line) for line in log.read_text().splitlines()]
-    assert len({e["photo_id"] for e in entries}) == len(entries) == 14
-    assert not list(out.rglob("*.part"))
+    kill_half_way_and_resume(server, cmd, out, 14)
 
 
 @pytest.mark.slow
