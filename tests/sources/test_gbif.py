@@ -83,6 +83,7 @@ class Source(Recorded):
     def __init__(self) -> None:
         super().__init__(SourceHandler)
         self.occurrences = _occurrences(self.port)
+        self.busy = 0  # answer this many occurrence searches "429 Too Many Requests, retry after 1 s" first
 
 
 class SourceHandler(Handler):
@@ -92,6 +93,13 @@ class SourceHandler(Handler):
         url = urlparse(self.path)
         q = parse_qs(url.query)
         self.logged(url.path, q)
+        if url.path == "/v1/occurrence/search" and self.server.busy > 0:
+            self.server.busy -= 1
+            self.send_response(429)
+            self.send_header("Retry-After", "1")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if url.path == "/v2/species/match":
             name = q.get("scientificName", [""])[0].lower()
             answer = MATCHES.get(name, {"synonym": False, "diagnostics": {"matchType": "NONE", "confidence": 100}})
@@ -242,3 +250,11 @@ def test_five_photos_from_the_real_gbif(tmp_path):
                          "--out", str(tmp_path / "set")])
     assert summary["photos"]["Vespa velutina"] == 5 and summary["observations"] == 5
     assert len((tmp_path / "set" / "attribution.csv").read_text().splitlines()) == 6
+
+
+def test_a_busy_server_is_waited_out_as_its_retry_after_says(server, tmp_path):
+    server.busy = 1
+    summary = gbif_main(_args(server, tmp_path / "set", "--taxa", "Vespa velutina", "--per-taxon", "2"))
+    assert summary["photos"]["Vespa velutina"] > 0
+    searches = [t for t, path, _ in server.log if path == "/v1/occurrence/search"]
+    assert len(searches) >= 2 and searches[1] - searches[0] >= 0.95  # the refused search asked again after 1 s
