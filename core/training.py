@@ -14,6 +14,10 @@ The policy is said, not implied:
   holds one copy of the weights, not two.
 - ``last``: the last epoch (the detector, whose validation is a COCO evaluation run once at the end, and a
   classifier trained without validation photos: a training loss is no measure of the best epoch).
+
+A run may keep an exponential moving average of its weights besides the weights SGD moves (``averaged``, a
+``torch.optim.swa_utils.AveragedModel``): then the averaged weights are the ones validated, kept and released,
+and the checkpoint holds both, so a resumed run averages on from where it stopped.
 """
 
 from __future__ import annotations
@@ -22,13 +26,16 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from core.distributed import Dist, barrier
 from core.io import atomic_torch_save
 from core.modelfile import ModelFileError
+
+if TYPE_CHECKING:
+    from torch.optim.swa_utils import AveragedModel
 
 LOGGER = logging.getLogger(__name__)
 
@@ -94,19 +101,21 @@ def changed_settings(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[s
 def save_checkpoint(path: Path, *, arch: str, class_names: list[str], epoch: int, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
                     scaler: torch.amp.GradScaler | None, history: list[dict], settings: Mapping[str, Any],
-                    kept: KeptEpoch) -> None:
+                    kept: KeptEpoch, averaged: AveragedModel | None = None) -> None:
     """Write the one checkpoint format atomically: what :func:`resume_training` needs to go on after ``epoch``."""
     atomic_torch_save({"arch": arch, "class_names": class_names, "epoch": epoch, "model": model.state_dict(),
                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                        "scaler": scaler.state_dict() if scaler is not None else None, "history": history,
                        "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()},
-                       "kept": kept.as_dict()}, path)
+                       "kept": kept.as_dict(),
+                       "averaged": averaged.state_dict() if averaged is not None else None}, path)
 
 
 def resume_training(path: Path, *, arch: str, class_names: list[str], device: torch.device,
                     model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler | None,
-                    settings: Mapping[str, Any], force: bool = False) -> dict | None:
+                    settings: Mapping[str, Any], force: bool = False,
+                    averaged: AveragedModel | None = None) -> dict | None:
     """Restore a run from its checkpoint, if there is one; returns the checkpoint (history, kept epoch).
 
     Raises:
@@ -140,6 +149,10 @@ def resume_training(path: Path, *, arch: str, class_names: list[str], device: to
         scheduler.load_state_dict(ckpt["scheduler"])
         if scaler is not None and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
+        if averaged is not None:
+            if ckpt.get("averaged") is None:
+                raise KeyError("averaged")
+            averaged.load_state_dict(ckpt["averaged"])
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
         raise ModelFileError(f"{path}: checkpoint does not fit this run's model ({exc.__class__.__name__}); "
                              "delete it to start the run again") from exc
@@ -174,6 +187,12 @@ class Run:
     history: list[dict]
     first_epoch: int = 0
     processes: int = 1
+    averaged: AveragedModel | None = None
+
+    @property
+    def kept_model(self) -> torch.nn.Module:
+        """The network whose weights are validated and kept: the moving average where the run keeps one."""
+        return self.averaged.module if self.averaged is not None else self.model
 
     @property
     def checkpoint(self) -> Path:
@@ -184,12 +203,12 @@ class Run:
     def start(cls, out: Path, *, arch: str, class_names: list[str], device: torch.device, model: torch.nn.Module,
               optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
               scaler: torch.amp.GradScaler | None, settings: Mapping[str, Any], kept: KeptEpoch,
-              force: bool = False) -> Run:
+              force: bool = False, averaged: AveragedModel | None = None) -> Run:
         """A new run, or the one ``OUT/checkpoint.pt`` holds (checked by :func:`resume_training`)."""
-        run = cls(out, arch, class_names, model, optimizer, scheduler, scaler, settings, kept, [])
+        run = cls(out, arch, class_names, model, optimizer, scheduler, scaler, settings, kept, [], averaged=averaged)
         ckpt = resume_training(run.checkpoint, arch=arch, class_names=class_names, device=device, model=model,
                                optimizer=optimizer, scheduler=scheduler, scaler=scaler, settings=settings,
-                               force=force)
+                               force=force, averaged=averaged)
         if ckpt is not None:
             run.first_epoch, run.history = int(ckpt["epoch"]), list(ckpt["history"])
             run.kept = KeptEpoch(**ckpt["kept"])
@@ -211,11 +230,12 @@ class Run:
             improved = self.kept.offer(epoch + 1, row)
             if d.main:
                 if improved and self.kept.policy != "last":
-                    atomic_torch_save({k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                    atomic_torch_save({k: v.detach().cpu() for k, v in self.kept_model.state_dict().items()},
                                       kept_file(self.out, self.kept.epoch))
                 save_checkpoint(self.checkpoint, arch=self.arch, class_names=self.class_names, epoch=epoch + 1,
                                 model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
-                                scaler=self.scaler, history=self.history, settings=self.settings, kept=self.kept)
+                                scaler=self.scaler, history=self.history, settings=self.settings, kept=self.kept,
+                                averaged=self.averaged)
                 for old in self.out.glob("kept-*.pt"):  # only once the checkpoint names the new one
                     if old != kept_file(self.out, self.kept.epoch):
                         old.unlink(missing_ok=True)

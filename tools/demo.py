@@ -228,10 +228,15 @@ def train_classifier(out: Path, crops: Path, profile: Profile = PROFILES["demo"]
         LOGGER.info("demo classifier found: %s", model)
         return model
     LOGGER.info("training the %s classifier (%s minutes on 2 CPU cores)", profile.name, profile.minutes)
-    train.main([*profile.classifier_options, "--data", str(crops), "--out", str(out / "classifier"),
-                "--augment", "field", "--lighting", "0.5",
-                "--outlier-classes", OUTLIER_CLASS, "--group-regex", GROUP_REGEX])
+    train.main(classifier_argv(crops, out / "classifier", profile))
     return model
+
+
+def classifier_argv(crops: Path, dest: Path, profile: Profile = PROFILES["demo"],
+                    extra: Sequence[str] = ()) -> list[str]:
+    """The demo's ``classifier train`` command line for ``profile`` (the benchmarks train the same, with ``extra``)."""
+    return [*profile.classifier_options, "--data", str(crops), "--out", str(dest), "--augment", "field",
+            "--lighting", "0.5", "--outlier-classes", OUTLIER_CLASS, "--group-regex", GROUP_REGEX, *extra]
 
 
 def sample_photos(out: Path) -> Path:

@@ -247,3 +247,50 @@ def test_linear_finetune_starts_from_the_fitted_last_layer(tiny_classes, tmp_pat
     assert torch.allclose(a["fc.weight"], b["fc.weight"], atol=1e-6) and torch.allclose(a["fc.bias"], b["fc.bias"],
                                                                                      atol=1e-6)
     assert json.loads((tmp_path / "lpft" / "history.json").read_text())[0]["epoch"] == 1
+
+
+def _weights(state: dict) -> dict:
+    """Float tensors of a state dict, the averaged model's ``module.`` prefix taken off (its counter left out)."""
+    return {k.removeprefix("module."): v for k, v in state.items() if k != "n_averaged" and v.is_floating_point()}
+
+
+def test_moving_average_is_validated_kept_and_released(tiny_classes, tmp_path):
+    args = ["--data", str(tiny_classes), "--no-eval", *FAST, "--epochs", "1"]
+    train.main([*args, "--out", str(tmp_path / "ema"), "--ema", "0.9"])
+    ckpt = torch.load(tmp_path / "ema" / "checkpoint.pt", weights_only=True)
+    released = torch.load(tmp_path / "ema" / "model.pt", weights_only=True)
+    assert released["training"]["ema"] == 0.9
+    steps = len(load_class_data(tiny_classes).train) // 8  # batches of 8, the last partial one dropped
+    assert int(ckpt["averaged"]["n_averaged"]) == steps >= 2
+    sgd, average = _weights(ckpt["model"]), _weights(ckpt["averaged"])
+    assert set(sgd) == set(average) == set(_weights(released["state_dict"]))
+    for k, v in _weights(released["state_dict"]).items():  # the release holds the average, not SGD's last step
+        assert torch.equal(v, average[k]), k
+    assert any(not torch.allclose(sgd[k], average[k]) for k in sgd)
+    # the average of SGD's weights with decay 0 is SGD's last step itself: the wiring, not only a difference
+    train.main([*args, "--out", str(tmp_path / "zero"), "--ema", "0.0"])
+    plain = torch.load(tmp_path / "zero" / "checkpoint.pt", weights_only=True)
+    assert plain["averaged"] is None
+    for k, v in _weights(torch.load(tmp_path / "zero" / "model.pt", weights_only=True)["state_dict"]).items():
+        assert torch.equal(v, _weights(plain["model"])[k]), k
+
+
+def test_moving_average_resumes_where_it_stopped(tiny_classes, tmp_path):
+    args = ["--data", str(tiny_classes), "--no-eval", *FAST, "--ema", "0.8"]
+    train.main([*args, "--out", str(tmp_path / "straight"), "--epochs", "3"])
+    train.main([*args, "--out", str(tmp_path / "resumed"), "--epochs", "1"])
+    train.main([*args, "--out", str(tmp_path / "resumed"), "--epochs", "3"])
+    a, b = (torch.load(tmp_path / n / "checkpoint.pt", weights_only=True) for n in ("straight", "resumed"))
+    assert int(a["averaged"]["n_averaged"]) == int(b["averaged"]["n_averaged"])
+    for k, v in _weights(a["averaged"]).items():
+        assert torch.allclose(v, _weights(b["averaged"])[k], atol=1e-5), k
+    with pytest.raises(ValueError, match="--ema"):  # another decay is another run
+        train.main([*args[:-2], "--ema", "0.5", "--out", str(tmp_path / "resumed"), "--epochs", "4"])
+
+
+@pytest.mark.parametrize("options, message", [(["--ema", "1.0"], "a decay in"),
+                                              (["--ema", "0.9", "--recipe", "linear"], "takes none")])
+def test_moving_average_refused_where_it_means_nothing(tiny_classes, tmp_path, options, message):
+    with pytest.raises(ValueError, match=message):
+        train.main(["--data", str(tiny_classes), "--out", str(tmp_path / "run"), "--epochs", "1", "--no-eval",
+                    *FAST, *options])
