@@ -11,16 +11,14 @@ from pathlib import Path
 sys.path.insert(0, ".")
 from classifier import train  # noqa: E402
 from classifier.soup import soup  # noqa: E402
-from tools.demo import GROUP_REGEX, OUTLIER_CLASS, evaluate_demo  # noqa: E402
+from tools.demo import classifier_argv, evaluate_demo  # noqa: E402
 
 demo, root = Path("runs/demo"), Path("runs/r19")
 for seed in map(int, sys.argv[1:]):
     member_b = root / f"new-seed{seed}-b" / "classifier" / "model.pt"
     if not member_b.is_file():
-        train.main(["--config", "demo-classifier", "--data", str(root / "data" / "crops"), "--out",
-                    str(member_b.parent), "--input-size", "160", "--epochs", "4", "--augment", "field",
-                    "--lighting", "0.5", "--outlier-classes", OUTLIER_CLASS, "--group-regex", GROUP_REGEX,
-                    "--split-seed", str(seed), "--seed", str(seed + 10), "--no-eval", "--workers", "1"])
+        train.main(classifier_argv(root / "data" / "crops", member_b.parent, extra=[
+            "--split-seed", str(seed), "--seed", str(seed + 10), "--no-eval", "--workers", "1"]))
     out = root / f"soup-seed{seed}"
     model = out / "classifier" / "model.pt"
     if not model.is_file():

@@ -10,16 +10,14 @@ from pathlib import Path
 
 sys.path.insert(0, ".")
 from classifier import train  # noqa: E402
-from tools.demo import GROUP_REGEX, OUTLIER_CLASS, PROFILES, evaluate_demo  # noqa: E402
+from tools.demo import classifier_argv, evaluate_demo  # noqa: E402
 
 demo, seeds = Path(sys.argv[1]), [int(s) for s in sys.argv[2:]]
 for seed in seeds:
     out = Path("runs/r20") / f"cl-seed{seed}"
     model = out / "classifier" / "model.pt"
     if not model.is_file():
-        train.main([*PROFILES["demo"].classifier_options, "--data", str(demo / "data" / "crops"),
-                    "--out", str(out / "classifier"), "--augment", "field", "--lighting", "0.5",
-                    "--outlier-classes", OUTLIER_CLASS, "--group-regex", GROUP_REGEX, "--seed", str(seed)])
+        train.main(classifier_argv(demo / "data" / "crops", out / "classifier", extra=["--seed", str(seed)]))
     if not (out / "evaluation" / "giant-hornet-val" / "report.json").is_file():
         evaluate_demo(demo, demo / "detector" / "model.pt", model, dest=out / "evaluation")
     print("done", seed, flush=True)
