@@ -8,11 +8,14 @@ else.
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from core.backbones import OFFLINE_LITE, TFLITE_MEAN, TFLITE_STD, load_local_weights, offline_efficientnet_lite_state
@@ -168,8 +171,48 @@ def head_of(model: Any, arch: str) -> nn.Module:
     return model.get_classifier()
 
 
-def rebuild_classifier(arch: str, num_classes: int) -> nn.Module:
-    """The bare network for a release file's weights (nothing downloaded)."""
+class Ensemble(nn.Module):
+    """Networks of one architecture and classes, trained apart, answering as one: the mean of their logits.
+
+    The mean of the logits is the geometric mean of the members' probabilities, which the calibration then fits
+    as one model's (as :func:`average_views` does for the views of one crop).
+    """
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError("an ensemble needs at least two members")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The members' logits for ``x``, averaged."""
+        return torch.stack([m(x) for m in self.members]).mean(0)
+
+
+def heads_of(model: Any, arch: str) -> list[nn.Module]:
+    """The last linear layer of the network, or of each member of an :class:`Ensemble`."""
+    if isinstance(model, Ensemble):
+        return [head_of(m, arch) for m in model.members]
+    return [head_of(model, arch)]
+
+
+def combine_embeddings(embeddings: Sequence[torch.Tensor]) -> torch.Tensor:
+    """One embedding per crop from the members' (one tensor per member, ``N x D_i``).
+
+    A single network's is returned as it is. Several are each scaled to unit length, put side by side and divided
+    by the square root of their number: the cosine similarity of two such embeddings is then the mean of the
+    members' cosine similarities, which is what the centroid and kNN unknown scores compare.
+    """
+    flat = [e.flatten(1) for e in embeddings]
+    if len(flat) == 1:
+        return flat[0]
+    return torch.cat([nn.functional.normalize(e.float(), dim=1) for e in flat], 1) / math.sqrt(len(flat))
+
+
+def rebuild_classifier(arch: str, num_classes: int, members: int = 1) -> nn.Module:
+    """The bare network for a release file's weights (nothing downloaded); an :class:`Ensemble` of ``members``."""
+    if members > 1:
+        return Ensemble([rebuild_classifier(arch, num_classes) for _ in range(members)])
     model, _ = build_classifier(arch, num_classes, weights="none")
     return model
 

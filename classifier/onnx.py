@@ -31,7 +31,9 @@ class _LogitsAndEmbedding(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.clf._embedding.clear()
         logits = self.model(x)
-        return logits, self.clf._embedding[-1].flatten(1)
+        emb = self.clf.last_embedding()
+        assert emb is not None, "a classifier with a known architecture has an embedding"
+        return logits, emb
 
 
 def export_onnx(model_file: str | os.PathLike, out: str | os.PathLike, opset: int = 17) -> Path:

@@ -19,10 +19,15 @@ import torch
 
 from classifier.calibration import softmax, unknown_scores
 from classifier.data import build_transform
-from classifier.models import Preprocessing, average_views, head_of, rebuild_classifier
+from classifier.models import Preprocessing, average_views, combine_embeddings, heads_of, rebuild_classifier
 from core.defaults import THRESHOLD
 from core.modelfile import ModelFileError, load_model_file, load_weights
 from core.runtime import pick_device
+
+
+def ensemble_size(mf: dict) -> int:
+    """How many networks a release file holds: its ``ensemble``'s members (1: a single network)."""
+    return len((mf.get("ensemble") or {}).get("members") or [None])
 
 
 @dataclass
@@ -53,7 +58,7 @@ class Classifier:
         mf = load_model_file(path, "classifier")
         dev = device if isinstance(device, torch.device) else pick_device(device)
         try:
-            model = rebuild_classifier(mf["architecture"], len(mf["class_names"]))
+            model = rebuild_classifier(mf["architecture"], len(mf["class_names"]), ensemble_size(mf))
             preprocessing = Preprocessing.from_dict(mf["preprocessing"])
         except (KeyError, ValueError, TypeError) as exc:
             raise ModelFileError(f"{mf['path']}: classifier settings missing or wrong "
@@ -70,8 +75,15 @@ class Classifier:
         self.transform = build_transform(self.preprocessing, train=False)
         self._embedding: list[torch.Tensor] = []
         arch = self.info.get("architecture")
-        if arch:
-            head_of(self.model, arch).register_forward_hook(lambda _m, inputs, _o: self._embedding.append(inputs[0]))
+        self._heads = heads_of(self.model, arch) if arch else []
+        for head in self._heads:
+            head.register_forward_hook(lambda _m, inputs, _o: self._embedding.append(inputs[0]))
+
+    def last_embedding(self) -> torch.Tensor | None:
+        """The embedding of the last forward pass (the members' combined, for an ensemble), or None."""
+        if not self._heads or len(self._embedding) < len(self._heads):
+            return None
+        return combine_embeddings(self._embedding[-len(self._heads):])
 
     @property
     def temperature(self) -> float:
@@ -111,7 +123,8 @@ class Classifier:
                 logits = self.model(x)
         else:
             logits = self.model(x)
-        emb = self._embedding[-1].float().flatten(1).cpu().numpy() if self._embedding else np.zeros((len(x), 0))
+        last = self.last_embedding()
+        emb = last.float().cpu().numpy() if last is not None else np.zeros((len(x), 0))
         self._embedding.clear()
         out = logits.float().cpu().numpy()
         if not np.isfinite(out).all():

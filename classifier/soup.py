@@ -1,17 +1,24 @@
-"""``taxolens classifier soup``: classifiers fine-tuned from the same weights, averaged weight by weight into one.
+"""``taxolens classifier soup`` and ``ensemble``: several fine-tunes on one split, answering as one release file.
 
 Launch::
 
     taxolens classifier train ... --split-seed 0 --seed 1 --out runs/a
     taxolens classifier train ... --split-seed 0 --seed 2 --out runs/b
     taxolens classifier soup runs/a/model.pt runs/b/model.pt --out runs/soup.pt
+    taxolens classifier ensemble runs/a/model.pt runs/b/model.pt --out runs/ensemble.pt
 
-Networks fine-tuned from the same ImageNet weights for a few epochs stay close enough that their average is a
-network too (a "uniform model soup", Wortsman et al., 2022): one network, so no more work per crop than one
-member, that answers like the ensemble of its members. The members must share the architecture, the classes,
-the preprocessing and the train/validation split (``--split-seed``): the honesty entries (temperature,
-thresholds, unknown score) are fitted again on those validation crops, which no member trained on. Batch
-normalisation's running statistics are measured again over the training crops with the averaged weights.
+``soup``: networks fine-tuned from the same ImageNet weights for a few epochs stay close enough that their
+average is a network too (a "uniform model soup", Wortsman et al., 2022): one network, so no more work per crop
+than one member. Batch normalisation's running statistics are measured again over the training crops with the
+averaged weights.
+
+``ensemble``: every member keeps its weights and each crop goes through all of them; the answer is the mean of
+their logits (a blend of models, as in the SPIPOLL challenge's best result): the work per crop of as many
+networks as there are members.
+
+The members must share the architecture, the classes, the preprocessing and the train/validation split
+(``--split-seed``): the honesty entries (temperature, thresholds, unknown score) are fitted again on those
+validation crops, which no member trained on.
 """
 
 from __future__ import annotations
@@ -32,10 +39,10 @@ from tqdm import tqdm
 from classifier.data import FolderDataset, load_class_data
 from classifier.fit import collect, fit_extras
 from classifier.metrics import confusion_summary
-from classifier.models import Preprocessing, rebuild_classifier
+from classifier.models import Ensemble, Preprocessing, rebuild_classifier
 from classifier.predict import Classifier
 from core.config import check_settings
-from core.modelfile import load_model_file, save_model_file
+from core.modelfile import load_model_file, load_weights, save_model_file
 from core.runtime import WorkerInit
 
 LOGGER = logging.getLogger(__name__)
@@ -63,6 +70,11 @@ def _check_members(mfs: Sequence[dict]) -> None:
         return Preprocessing.from_dict(mf[key]).to_dict() if key == "preprocessing" and key in mf else mf.get(key)
 
     first = mfs[0]
+    if len(mfs) < 2:
+        raise ValueError("name at least two classifier release files")
+    for mf in mfs:
+        if mf.get("ensemble"):
+            raise ValueError(f"{mf['path']}: is an ensemble already; name its members' release files instead")
     for mf in mfs[1:]:
         for key in SHARED_KEYS:
             if shared(mf, key) != shared(first, key):
@@ -96,14 +108,13 @@ def recalibrate_batch_norm(model: nn.Module, items: list[tuple[str, int]], trans
     return len(layers)
 
 
-def soup(models: Sequence[str | Path], out: str | Path, *, batch_norm: bool = True, workers: int = 0) -> dict:
-    """Average ``models`` into one release file at ``out``; its honesty entries fitted again. Returns its meta."""
-    mfs = [load_model_file(m, "classifier") for m in models]
-    _check_members(mfs)
+def _fit_release(model: nn.Module, mfs: Sequence[dict], *, batch_norm: bool, workers: int) -> tuple[dict, int]:
+    """The honesty entries of ``model`` (made from ``mfs``) fitted on the members' shared validation crops.
+
+    Batch normalisation's statistics are measured again first when ``batch_norm``. Returns the release file's
+    meta (the first member's, with the new entries and validation figures) and the layers measured again.
+    """
     first = mfs[0]
-    state = average_states([mf["state_dict"] for mf in mfs])
-    model = rebuild_classifier(first["architecture"], len(first["class_names"]))
-    model.load_state_dict(state)
     training = first.get("training_data") or {}
     root = training.get("root")
     if not root or not Path(root).is_dir():
@@ -114,6 +125,7 @@ def soup(models: Sequence[str | Path], out: str | Path, *, batch_norm: bool = Tr
     clf = Classifier(model, list(first["class_names"]), pre, float(first.get("threshold", 0.94)),
                      {**meta, "architecture": first["architecture"]}, torch.device("cpu"))
     layers = recalibrate_batch_norm(model, data.train, clf.transform, workers=workers) if batch_norm else 0
+    model.eval()  # the honesty entries are fitted on the network as it answers (and its statistics kept)
     previous = first.get("unknown") or {}
     fit = first.get("class_thresholds_fit") or {}
     extras = fit_extras(clf, data.train, data.val, background=first.get("background_classes") or [],
@@ -125,17 +137,52 @@ def soup(models: Sequence[str | Path], out: str | Path, *, batch_norm: bool = Tr
     logits, _, labels = collect(clf, data.val, workers=workers, desc="validation accuracy")
     summary = confusion_summary(labels, logits.argmax(1), clf.class_names) if len(labels) else {}
     meta.update(extras)
-    # the soup's own figures: no member's best epoch or loss stands for it
-    meta["metrics"] = {"epoch_policy": "soup", "val_accuracy": summary.get("accuracy"),
-                       "val_kappa": summary.get("kappa")}
-    meta["soup"] = {"members": [mf["model_version"] for mf in mfs],
-                    "member_val_accuracy": [(mf.get("metrics") or {}).get("val_accuracy") for mf in mfs],
-                    "batch_norm_layers_recalibrated": layers}
     if "class_thresholds_fit" not in extras:
         meta.pop("class_thresholds_fit", None)
+    meta["metrics"] = {"val_accuracy": summary.get("accuracy"), "val_kappa": summary.get("kappa")}
+    return meta, layers
+
+
+def _members(mfs: Sequence[dict]) -> dict:
+    return {"members": [mf["model_version"] for mf in mfs],
+            "member_val_accuracy": [(mf.get("metrics") or {}).get("val_accuracy") for mf in mfs]}
+
+
+def soup(models: Sequence[str | Path], out: str | Path, *, batch_norm: bool = True, workers: int = 0) -> dict:
+    """Average ``models`` into one release file at ``out``; its honesty entries fitted again. Returns its meta."""
+    mfs = [load_model_file(m, "classifier") for m in models]
+    _check_members(mfs)
+    first = mfs[0]
+    model = rebuild_classifier(first["architecture"], len(first["class_names"]))
+    model.load_state_dict(average_states([mf["state_dict"] for mf in mfs]))
+    meta, layers = _fit_release(model, mfs, batch_norm=batch_norm, workers=workers)
+    # the soup's own figures: no member's best epoch or loss stands for it
+    meta["metrics"]["epoch_policy"] = "soup"
+    meta["soup"] = {**_members(mfs), "batch_norm_layers_recalibrated": layers}
     save_model_file(out, kind="classifier", state_dict=model.state_dict(), meta=meta)
-    LOGGER.info("soup of %d: validation accuracy %s (members: %s) -> %s", len(mfs), summary.get("accuracy"),
+    LOGGER.info("soup of %d: validation accuracy %s (members: %s) -> %s", len(mfs), meta["metrics"]["val_accuracy"],
                 meta["soup"]["member_val_accuracy"], out)
+    return meta
+
+
+def ensemble(models: Sequence[str | Path], out: str | Path, *, workers: int = 0) -> dict:
+    """Join ``models`` into one release file at ``out`` that answers with their mean; honesty entries fitted again.
+
+    Each member keeps its own weights (batch normalisation's statistics included); the file holds them all, and
+    every crop goes through each member: the work per crop of as many models as there are members.
+    """
+    mfs = [load_model_file(m, "classifier") for m in models]
+    _check_members(mfs)
+    first = mfs[0]
+    model = Ensemble([rebuild_classifier(first["architecture"], len(first["class_names"])) for _ in mfs])
+    for member, mf in zip(model.members, mfs):
+        load_weights(member, mf)
+    meta, _ = _fit_release(model, mfs, batch_norm=False, workers=workers)
+    meta["metrics"]["epoch_policy"] = "ensemble"
+    meta["ensemble"] = {**_members(mfs), "combination": "mean of the logits"}
+    save_model_file(out, kind="classifier", state_dict=model.state_dict(), meta=meta)
+    LOGGER.info("ensemble of %d: validation accuracy %s (members: %s) -> %s", len(mfs),
+                meta["metrics"]["val_accuracy"], meta["ensemble"]["member_val_accuracy"], out)
     return meta
 
 
@@ -150,6 +197,23 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--workers", type=int, default=0)
     args = check_settings(p.parse_args(argv))
     meta = soup(args.models, args.out, batch_norm=not args.no_batch_norm, workers=args.workers)
-    print(json.dumps({"out": args.out, "val_accuracy": meta["metrics"]["val_accuracy"], **meta["soup"]}, indent=1,
+    _print(args.out, meta, "soup")
+    return meta
+
+
+def _print(out: str, meta: dict, key: str) -> None:
+    print(json.dumps({"out": out, "val_accuracy": meta["metrics"]["val_accuracy"], **meta[key]}, indent=1,
                      default=lambda x: float(np.asarray(x))))
+
+
+def ensemble_main(argv: Sequence[str] | None = None) -> dict:
+    """Entry point of ``taxolens classifier ensemble``."""
+    p = argparse.ArgumentParser(prog="taxolens classifier ensemble", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("models", nargs="+", help="classifier release files (one architecture, classes and split)")
+    p.add_argument("--out", required=True, help="the ensemble's release file")
+    p.add_argument("--workers", type=int, default=0)
+    args = check_settings(p.parse_args(argv))
+    meta = ensemble(args.models, args.out, workers=args.workers)
+    _print(args.out, meta, "ensemble")
     return meta

@@ -21,6 +21,7 @@ COMMANDS: dict[str, dict[str, str]] = {
         "evaluate": "classifier.evaluate:main",
         "refit": "classifier.refit:main",
         "soup": "classifier.soup:main",
+        "ensemble": "classifier.soup:ensemble_main",
         "compare": "classifier.experiments:compare_main",
         "sweep": "classifier.experiments:sweep_main",
         "report-data": "classifier.experiments:report_data_main",

@@ -37,6 +37,9 @@ def test_soup_of_two_seeds_on_one_split(tiny_classes, tmp_path):
     assert s["soup"]["members"] == [a["model_version"], b["model_version"]]
     mean_fc = (a["state_dict"]["fc.weight"] + b["state_dict"]["fc.weight"]) / 2
     assert torch.allclose(s["state_dict"]["fc.weight"], mean_fc)
+    # --no-batch-norm keeps the averaged statistics (fitting the honesty entries does not move them)
+    mean_bn = (a["state_dict"]["bn1.running_mean"] + b["state_dict"]["bn1.running_mean"]) / 2
+    assert torch.allclose(s["state_dict"]["bn1.running_mean"], mean_bn)
     assert s["metrics"]["val_accuracy"] is not None and "temperature" in s["calibration"]
     assert "best_epoch" not in s["metrics"]  # the first member's epoch is not the soup's
     Classifier.from_file(tmp_path / "soup.pt")  # loads as any release file
