@@ -4,10 +4,12 @@ Usage: ``benchmarks/issue19_ensemble.py SEEDS...``. For each seed S the first me
 seed S (runs/r19/base-seedS, split S) and the second is trained on the same split with seed S+10 (``--split-seed S
 --seed S+10``, the demo's classifier command line, into runs/r19/b-seedS). Each second member alone, ``taxolens
 classifier ensemble`` of the two (runs/r19/ens-seedS) and ``taxolens classifier soup`` of the two (runs/r19/soup2-seedS)
-are evaluated on every held-out set with the demo's detector; ``benchmarks/issue19_table.py`` prints the figures.
+and the ensemble whose names need both members' agreement (runs/r19/ensa-seedS) are evaluated on every held-out set
+with the demo's detector; ``benchmarks/issue19_table.py`` prints the figures.
 """
 import sys
 import time
+from functools import partial
 
 sys.path.insert(0, ".")
 from benchmarks.seeds import DEMO, ROOT, train_and_evaluate  # noqa: E402
@@ -19,7 +21,8 @@ for seed in seeds:
     train_and_evaluate("b", [seed], lambda s, out: classifier_argv(
         DEMO / "data" / "crops", out, extra=["--split-seed", str(s), "--seed", str(s + 10), "--no-eval"]))
     members = [ROOT / f"{name}-seed{seed}" / "classifier" / "model.pt" for name in ("base", "b")]
-    for name, combine in (("ens", ensemble), ("soup2", soup)):
+    for name, combine in (("ens", partial(ensemble, agreement=False)), ("soup2", soup),
+                          ("ensa", partial(ensemble, agreement=True))):
         out = ROOT / f"{name}-seed{seed}"
         model = out / "classifier" / "model.pt"
         if not model.is_file():

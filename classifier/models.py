@@ -175,7 +175,9 @@ class Ensemble(nn.Module):
     """Networks of one architecture and classes, trained apart, answering as one: the mean of their logits.
 
     The mean of the logits is the geometric mean of the members' probabilities, which the calibration then fits
-    as one model's (as :func:`average_views` does for the views of one crop).
+    as one model's (as :func:`average_views` does for the views of one crop). The output holds, side by side, the
+    mean and then each member's logits (``N x (members + 1) * classes``), so that a decision can ask whether the
+    members agree (:meth:`classifier.predict.Classifier.analyse_tensor` splits them).
     """
 
     def __init__(self, members: Sequence[nn.Module]) -> None:
@@ -185,8 +187,17 @@ class Ensemble(nn.Module):
         self.members = nn.ModuleList(members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The members' logits for ``x``, averaged."""
-        return torch.stack([m(x) for m in self.members]).mean(0)
+        """The members' mean logits for ``x``, then each member's."""
+        each = [m(x) for m in self.members]
+        return torch.cat([torch.stack(each).mean(0), *each], 1)
+
+
+def split_members(wide: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """A network's output as (the logits it answers with, each member's ``N x members x classes`` or None)."""
+    if wide.shape[1] == num_classes:
+        return wide, None
+    members = wide[:, num_classes:]
+    return wide[:, :num_classes], members.reshape(len(wide), members.shape[1] // num_classes, num_classes)
 
 
 def heads_of(model: Any, arch: str) -> list[nn.Module]:

@@ -19,7 +19,14 @@ import torch
 
 from classifier.calibration import softmax, unknown_scores
 from classifier.data import build_transform
-from classifier.models import Preprocessing, average_views, combine_embeddings, heads_of, rebuild_classifier
+from classifier.models import (
+    Preprocessing,
+    average_views,
+    combine_embeddings,
+    heads_of,
+    rebuild_classifier,
+    split_members,
+)
 from core.defaults import THRESHOLD
 from core.modelfile import ModelFileError, load_model_file, load_weights
 from core.runtime import pick_device
@@ -38,6 +45,8 @@ class Analysis:
     embeddings: np.ndarray
     probabilities: np.ndarray  # calibrated
     unknown_scores: np.ndarray | None  # None when the model file has no unknown score
+    #: an ensemble asking its members to agree: each member's calibrated probabilities, ``N x members x classes``
+    member_probabilities: np.ndarray | None = None
 
 
 @dataclass
@@ -91,6 +100,14 @@ class Classifier:
         return float((self.info.get("calibration") or {}).get("temperature", 1.0))
 
     @property
+    def member_temperatures(self) -> list[float] | None:
+        """An ensemble whose names need its members' agreement: each member's calibration temperature; else None."""
+        ens = self.info.get("ensemble") or {}
+        if not ens.get("agreement"):
+            return None
+        return [float(t) for t in ens["member_temperatures"]]
+
+    @property
     def organism_indices(self) -> list[int]:
         """Indices of the classes that are organisms (not background, not outliers)."""
         other = set(self.info.get("background_classes") or []) | set(self.info.get("outlier_classes") or [])
@@ -112,7 +129,10 @@ class Classifier:
 
     @torch.inference_mode()
     def outputs_tensor(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Logits (``N x classes``) and embeddings (``N x D``) for a preprocessed batch."""
+        """The network's logits and embeddings (``N x D``) for a preprocessed batch.
+
+        Logits are ``N x classes``; an ensemble's hold each member's beside them (:class:`~classifier.models.Ensemble`).
+        """
         if batch.shape[0] == 0:
             return np.zeros((0, len(self.class_names)), np.float32), np.zeros((0, 0), np.float32)
         x = batch.to(self.device, non_blocking=True)
@@ -132,25 +152,39 @@ class Classifier:
                              "(NaN or infinite); no answer is given")
         return out, emb
 
-    def outputs(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`outputs_tensor` with the model file's test-time augmentation.
+    def outputs_with_members(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """:meth:`outputs_tensor` with the model file's test-time augmentation, an ensemble's members split off.
 
         ``mirror``: the crop and its mirror image, averaged by :func:`~classifier.models.average_views`.
+        Returns the logits the classifier answers with (``N x classes``), the embeddings, and an ensemble's
+        members' logits (``N x members x classes``; None for one network).
         """
         if self.preprocessing.tta == "mirror" and batch.shape[0]:
-            logits, emb = self.outputs_tensor(torch.cat([batch, batch.flip(-1)]))
-            return average_views(logits, emb, 2)
-        return self.outputs_tensor(batch)
+            wide, emb = average_views(*self.outputs_tensor(torch.cat([batch, batch.flip(-1)])), 2)
+        else:
+            wide, emb = self.outputs_tensor(batch)
+        logits, members = split_members(wide, len(self.class_names))
+        return logits, emb, members
+
+    def outputs(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """The logits the classifier answers with (``N x classes``) and the embeddings, test-time augmented."""
+        logits, emb, _ = self.outputs_with_members(batch)
+        return logits, emb
 
     def analyse_tensor(self, batch: torch.Tensor) -> Analysis:
         """Calibrated probabilities and unknown scores for a preprocessed batch."""
-        logits, emb = self.outputs(batch)
+        logits, emb, members = self.outputs_with_members(batch)
         unknown = self.info.get("unknown") or {}
         scores = None
         if unknown.get("method") and len(logits):
             scores = unknown_scores(unknown["method"], logits, emb, unknown.get("reference") or {},
                                     self.temperature, self.organism_indices)
-        return Analysis(logits, emb, softmax(logits, self.temperature) if len(logits) else logits, scores)
+        member_probs = None
+        temperatures = self.member_temperatures
+        if temperatures is not None and members is not None and len(logits):
+            member_probs = np.stack([softmax(members[:, m], t) for m, t in enumerate(temperatures)], 1)
+        return Analysis(logits, emb, softmax(logits, self.temperature) if len(logits) else logits, scores,
+                        member_probs)
 
     def analyse(self, images: list[np.ndarray]) -> Analysis:
         """:meth:`analyse_tensor` for a list of RGB crops, classified as one batch."""

@@ -14,7 +14,8 @@ averaged weights.
 
 ``ensemble``: every member keeps its weights and each crop goes through all of them; the answer is the mean of
 their logits (a blend of models, as in the SPIPOLL challenge's best result): the work per crop of as many
-networks as there are members.
+networks as there are members. By default a taxon is named only where every member, calibrated on its own, names
+it too (``--no-agreement``: the blend alone decides).
 
 The members must share the architecture, the classes, the preprocessing and the train/validation split
 (``--split-seed``): the honesty entries (temperature, thresholds, unknown score) are fitted again on those
@@ -165,11 +166,13 @@ def soup(models: Sequence[str | Path], out: str | Path, *, batch_norm: bool = Tr
     return meta
 
 
-def ensemble(models: Sequence[str | Path], out: str | Path, *, workers: int = 0) -> dict:
+def ensemble(models: Sequence[str | Path], out: str | Path, *, agreement: bool = True, workers: int = 0) -> dict:
     """Join ``models`` into one release file at ``out`` that answers with their mean; honesty entries fitted again.
 
     Each member keeps its own weights (batch normalisation's statistics included); the file holds them all, and
-    every crop goes through each member: the work per crop of as many models as there are members.
+    every crop goes through each member: the work per crop of as many models as there are members. With
+    ``agreement`` a taxon is named only when every member, calibrated by its own temperature, gives it the
+    threshold too (:func:`pipeline.decision.decide`); otherwise the blend's rollup or uncertain answers.
     """
     mfs = [load_model_file(m, "classifier") for m in models]
     _check_members(mfs)
@@ -179,7 +182,9 @@ def ensemble(models: Sequence[str | Path], out: str | Path, *, workers: int = 0)
         load_weights(member, mf)
     meta, _ = _fit_release(model, mfs, batch_norm=False, workers=workers)
     meta["metrics"]["epoch_policy"] = "ensemble"
-    meta["ensemble"] = {**_members(mfs), "combination": "mean of the logits"}
+    meta["ensemble"] = {**_members(mfs), "combination": "mean of the logits", "agreement": agreement,
+                        "member_temperatures": [float((mf.get("calibration") or {}).get("temperature", 1.0))
+                                                for mf in mfs]}
     save_model_file(out, kind="classifier", state_dict=model.state_dict(), meta=meta)
     LOGGER.info("ensemble of %d: validation accuracy %s (members: %s) -> %s", len(mfs),
                 meta["metrics"]["val_accuracy"], meta["ensemble"]["member_val_accuracy"], out)
@@ -212,8 +217,11 @@ def ensemble_main(argv: Sequence[str] | None = None) -> dict:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="+", help="classifier release files (one architecture, classes and split)")
     p.add_argument("--out", required=True, help="the ensemble's release file")
+    p.add_argument("--agreement", action=argparse.BooleanOptionalAction, default=True,
+                   help="name a taxon only when every member, calibrated on its own, gives it the threshold too "
+                        "(default); --no-agreement: the blend's probabilities alone decide")
     p.add_argument("--workers", type=int, default=0)
     args = check_settings(p.parse_args(argv))
-    meta = ensemble(args.models, args.out, workers=args.workers)
+    meta = ensemble(args.models, args.out, agreement=args.agreement, workers=args.workers)
     _print(args.out, meta, "ensemble")
     return meta

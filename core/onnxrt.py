@@ -214,9 +214,11 @@ def _check_shapes(p: Path, model: Any, mf: dict) -> None:
             raise ModelFileError(f"{p}: takes input {shape}, but {mf.get('path')} preprocesses crops to "
                                  f"[n, 3, {size}, {size}]; export it again")
         out = _dims(model.graph.output[0])
-        if len(out) != 2 or out[1] != classes:
-            raise ModelFileError(f"{p}: gives {out[-1]} classes, but {mf.get('path')} names {classes}; export it "
-                                 "again")
+        # an ensemble's network gives its mean and each member's logits side by side
+        width = classes * (1 + len((mf.get("ensemble") or {}).get("members") or []))
+        if len(out) != 2 or out[1] != width:
+            raise ModelFileError(f"{p}: gives {out[-1]} outputs, but {mf.get('path')} names {classes} classes "
+                                 f"({width} outputs); export it again")
         return
     if len(shape) != 3 or shape[0] != 3:
         raise ModelFileError(f"{p}: takes input {shape}, not one photo [3, height, width]; export it again")

@@ -10,7 +10,8 @@ In order, the first that applies:
 2. ``unknown``: the crop is unlike every training class: its unknown score is above the model's
    threshold, or the most probable class is an outlier class (look-alikes trained so as to be told apart,
    never named).
-3. ``named``: the most probable taxon reaches its threshold (its per-class threshold, else the global one).
+3. ``named``: the most probable taxon reaches its threshold (its per-class threshold, else the global one),
+   and, for an ensemble that asks its members to agree, so does every member's probability of that taxon.
 4. ``rolled_up``: no taxon does, but the summed probability of the classes under a higher taxon does
    ("Vespa, genus, 0.97"); the deepest such taxon is the answer. A higher taxon must hold at least two
    classes: over one class it would only restate the probability that just failed its threshold.
@@ -47,7 +48,7 @@ def decide(*, probabilities: Sequence[float], class_names: Sequence[str], thresh
            lineages: Mapping[str, Sequence[Sequence[str]]] | None = None, rollup: bool = True,
            background_classes: Collection[str] = (), outlier_classes: Collection[str] = (),
            unknown_score: float | None = None, unknown_threshold: float | None = None,
-           top_k: int = 3) -> dict:
+           member_probabilities: Sequence[Sequence[float]] | None = None, top_k: int = 3) -> dict:
     """The answer for one crop.
 
     Args:
@@ -63,6 +64,9 @@ def decide(*, probabilities: Sequence[float], class_names: Sequence[str], thresh
         unknown_score: how unlike the training classes the crop is (higher: more unlike); ``None`` if not
             measured.
         unknown_threshold: scores above this are ``unknown``; ``None`` turns the check off.
+        member_probabilities: an ensemble's members' own (calibrated) probabilities, one row per member: a taxon
+            is named only when every member's probability of it reaches the threshold too; otherwise the answer
+            is a rolled-up taxon (from ``probabilities``) or uncertain. ``None``: no agreement asked.
         top_k: how many best guesses (organism classes only) to return.
 
     Returns:
@@ -94,7 +98,8 @@ def decide(*, probabilities: Sequence[float], class_names: Sequence[str], thresh
                                    and score > unknown_threshold):
         return answer(UNKNOWN, None, REASON_UNKNOWN, best_organism, threshold)
     applied = float((class_thresholds or {}).get(best, threshold))
-    if accepts(probs[order[0]], applied):
+    agreed = member_probabilities is None or all(accepts(float(m[order[0]]), applied) for m in member_probabilities)
+    if accepts(probs[order[0]], applied) and agreed:
         lineage = lineages.get(best) or []
         return answer(best, lineage[-1][0] if lineage else None, NAMED, probs[order[0]], applied)
     if rollup and lineages:

@@ -110,12 +110,14 @@ def coverage_accuracy(boxes: Sequence[dict], settings: Mapping, thresholds: Sequ
                       ) -> list[dict]:
     """Answered share and right share of known folders' organisms, deciding again at each global threshold.
 
-    Each box carries ``probabilities``, ``unknown_score`` and ``truth``; ``settings`` are the decision's
+    Each box carries ``probabilities``, ``unknown_score``, ``truth`` (and an agreeing ensemble's
+    ``member_probabilities``); ``settings`` are the decision's
     other arguments (per-class thresholds stay as the model file has them). Boxes the decision drops as no
     organism (at any threshold: that answer does not depend on it) are not organisms.
     """
     decisions = [[decide(probabilities=b["probabilities"], threshold=float(t), unknown_score=b["unknown_score"],
-                         **settings) for b in boxes] for t in thresholds]
+                         member_probabilities=b.get("member_probabilities"), **settings) for b in boxes]
+                 for t in thresholds]
     total = sum(d["reason"] != REASON_NO_ORGANISM for d in decisions[0]) if decisions else 0
     rows = []
     for t, row in zip(thresholds, decisions):
@@ -164,8 +166,9 @@ def evaluate_folders(pipe: Pipeline, photos: str | Path, out: str | Path, *, unk
                 for d in [*record["detections"], *record.get("dropped", [])]:
                     if known:
                         boxes.append({"probabilities": d["probabilities"], "unknown_score": d["unknown_score"],
-                                      "truth": truth})
+                                      "member_probabilities": d.get("member_probabilities"), "truth": truth})
                     del d["probabilities"]
+                    d.pop("member_probabilities", None)
                 records.append({**record, "folder": folder.name})
         per_folder.append({"folder": folder.name, **summarize_folder(records, truth, known, lineages)})
         all_records += records

@@ -194,19 +194,23 @@ class Pipeline:
                 x, y, bw, bh = (float(v) for v in box)
                 x, y = max(0.0, x), max(0.0, y)
                 unknown = None if analysis.unknown_scores is None else float(analysis.unknown_scores[k])
+                members = None if analysis.member_probabilities is None else analysis.member_probabilities[k]
                 decision = decide(probabilities=analysis.probabilities[k], threshold=thr, unknown_score=unknown,
-                                  **settings)
+                                  member_probabilities=members, **settings)
                 box_xywh = [round(x, 1), round(y, 1), round(min(bw, w - x), 1), round(min(bh, h - y), 1)]
                 results[i].append({"box": box_xywh,
                                    "detector_score": None if np.isnan(box_score) else round(float(box_score), 4),
                                    "detector_label": label, "source": sources[i], **decision})
                 if keep_probabilities:
                     results[i][-1]["probabilities"] = [float(v) for v in analysis.probabilities[k]]
+                    if members is not None:
+                        results[i][-1]["member_probabilities"] = members.tolist()
                 k += 1
             if whole_taxa and sources[i] == SOURCE_DETECTOR:
                 unknown = None if analysis.unknown_scores is None else float(analysis.unknown_scores[k])
+                members = None if analysis.member_probabilities is None else analysis.member_probabilities[k]
                 decision = decide(probabilities=analysis.probabilities[k], threshold=thr, unknown_score=unknown,
-                                  **settings)
+                                  member_probabilities=members, **settings)
                 if decision["accepted"] and decision["taxon"] in whole_taxa:
                     # the photo shows that plant: its answer is the whole photo's, and boxes named as it were
                     # parts of it (a branch, a flower head), not organisms of their own
@@ -215,6 +219,8 @@ class Pipeline:
                                        "detector_label": None, "source": SOURCE_WHOLE_PHOTO, **decision})
                     if keep_probabilities:
                         results[i][-1]["probabilities"] = [float(v) for v in analysis.probabilities[k]]
+                        if members is not None:
+                            results[i][-1]["member_probabilities"] = members.tolist()
                 k += 1
         return results
 

@@ -322,7 +322,7 @@ def _forge(src: Path, dst: Path) -> None:
 @pytest.mark.parametrize("other,spoil,says", [
     (["a", "b", "c"], _copy_stamp, "its stamp does not belong to its weights"),
     (["a", "b", "c"], _garble_stamp, "its taxolens stamp is not readable"),
-    (["a", "b"], _forge, "gives 2 classes, but"),
+    (["a", "b"], _forge, "gives 2 outputs, but"),
     ((["a", "b", "c"], 48), _forge, "takes input"),
 ])
 def test_an_onnx_file_is_checked_against_its_own_weights_and_its_release_file(tiny_models, tmp_path, capsys,

@@ -184,8 +184,9 @@ def _naive(args: argparse.Namespace, photos: list[tuple[str, Path, str]]) -> dic
                 crop = crop_box(image, xywh, clf.preprocessing.crop_padding)
                 analysis = clf.analyse([crop])  # one classifier call per crop: calibration and unknown score
                 unknown = None if analysis.unknown_scores is None else float(analysis.unknown_scores[0])
+                members = None if analysis.member_probabilities is None else analysis.member_probabilities[0]
                 d = decide(probabilities=analysis.probabilities[0], threshold=clf.threshold,
-                           unknown_score=unknown, **clf.decision_settings)
+                           unknown_score=unknown, member_probabilities=members, **clf.decision_settings)
                 if d["reason"] != REASON_NO_ORGANISM:  # as the record moves it to "dropped"
                     dets.append({"box": xywh, "taxon": d["taxon"], "detector_score": score})
             records[f"{set_name}/{file}"] = dets

@@ -105,3 +105,26 @@ def test_no_unknown_check_without_a_threshold():
     d = decide(probabilities=[0.00, 0.00, 0.99, 0.00, 0.01, 0.00], unknown_score=99.0,
                **{**FULL, "unknown_threshold": None})
     assert d["reason"] == "named" and d["unknown_score"] == 99.0
+
+
+# an ensemble asking its members to agree: the blend's probabilities, then each member's own
+BLEND = [0.00, 0.02, 0.96, 0.00, 0.01, 0.01]
+
+
+@pytest.mark.parametrize("members,thresholds,taxon,reason", [
+    # every member gives V. velutina at least 0.94: named
+    ([[0.00, 0.01, 0.97, 0.00, 0.01, 0.01], [0.00, 0.03, 0.94, 0.01, 0.01, 0.01]], None, "Vespa velutina", "named"),
+    # one member is not sure which hornet: the genus, which every hornet answer holds (0.96 + 0.02)
+    ([[0.00, 0.01, 0.97, 0.00, 0.01, 0.01], [0.00, 0.40, 0.58, 0.00, 0.01, 0.01]], None, "Vespa", "rolled_up"),
+    # one member sees a honey bee: still the genus from the blend, never the member's own name
+    ([[0.00, 0.01, 0.98, 0.00, 0.01, 0.00], [0.95, 0.01, 0.02, 0.00, 0.01, 0.01]], None, "Vespa", "rolled_up"),
+    # the member must reach the threshold that applies to the class: its per-class 0.95, not the global 0.94
+    ([[0.00, 0.00, 0.99, 0.00, 0.01, 0.00], [0.00, 0.04, 0.945, 0.00, 0.01, 0.005]], {"Vespa velutina": 0.95},
+     "Vespa", "rolled_up"),
+    # no agreement asked (one network)
+    (None, None, "Vespa velutina", "named"),
+])
+def test_an_ensemble_names_only_what_every_member_names(members, thresholds, taxon, reason):
+    d = decide(probabilities=BLEND, member_probabilities=members, class_thresholds=thresholds, **FULL)
+    assert (d["taxon"], d["reason"]) == (taxon, reason)
+    assert d["probability"] == pytest.approx(0.98 if reason == "rolled_up" else 0.96)
