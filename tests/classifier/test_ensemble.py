@@ -95,8 +95,10 @@ def test_an_ensemble_of_two_seeds_on_one_split(tiny_classes, tmp_path):
     assert np.allclose(o_logits, logits, atol=1e-4) and np.allclose(o_emb, emb, atol=1e-4)
     assert np.allclose(o_members, member_logits, atol=1e-4)
 
-    # without agreement: the blend alone decides
-    ensemble(runs, tmp_path / "blend.pt", agreement=False)
+    # without agreement (--no-agreement writes false): the blend alone decides
+    raw = torch.load(out, weights_only=True)
+    raw["ensemble"]["agreement"] = False
+    torch.save(raw, tmp_path / "blend.pt")
     assert Classifier.from_file(tmp_path / "blend.pt").analyse_tensor(batch).member_probabilities is None
 
     # an ensemble is not a member; one file is not an ensemble; nor is a soup of ensembles made
