@@ -73,6 +73,11 @@ class Classifier:
             raise ModelFileError(f"{mf['path']}: classifier settings missing or wrong "
                                  f"({exc.__class__.__name__}: {exc})") from exc
         load_weights(model, mf)
+        ens = mf.get("ensemble") or {}
+        if ens.get("agreement") and len(ens.get("member_temperatures") or []) != ensemble_size(mf):
+            raise ModelFileError(f"{mf['path']}: an ensemble asking its members to agree needs one calibration "
+                                 f"temperature per member (ensemble.member_temperatures); make it again with "
+                                 "taxolens classifier ensemble")
         model.eval().to(dev)
         if dev.type == "cuda":
             model = model.to(memory_format=torch.channels_last)

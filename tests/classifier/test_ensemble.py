@@ -12,7 +12,7 @@ from classifier.onnx import OnnxClassifier, export_onnx
 from classifier.predict import Classifier
 from classifier.soup import ensemble, soup
 from core.io import read_image
-from core.modelfile import load_model_file, save_model_file
+from core.modelfile import ModelFileError, load_model_file, save_model_file
 from pipeline.predictor import Pipeline
 from pipeline.settings import InferenceSettings
 from tests.classifier.test_soup import _two_members
@@ -100,6 +100,11 @@ def test_an_ensemble_of_two_seeds_on_one_split(tiny_classes, tmp_path):
     raw["ensemble"]["agreement"] = False
     torch.save(raw, tmp_path / "blend.pt")
     assert Classifier.from_file(tmp_path / "blend.pt").analyse_tensor(batch).member_probabilities is None
+    # agreement asked without the members' temperatures: refused at load, naming the file
+    raw["ensemble"].update(agreement=True, member_temperatures=[1.0])
+    torch.save(raw, tmp_path / "broken.pt")
+    with pytest.raises(ModelFileError, match="broken.pt: an ensemble asking its members to agree"):
+        Classifier.from_file(tmp_path / "broken.pt")
 
     # an ensemble is not a member; one file is not an ensemble; nor is a soup of ensembles made
     with pytest.raises(ValueError, match="is an ensemble already"):
