@@ -177,7 +177,8 @@ def ensemble(models: Sequence[str | Path], out: str | Path, *, agreement: bool =
     mfs = [load_model_file(m, "classifier") for m in models]
     _check_members(mfs)
     first = mfs[0]
-    model = Ensemble([rebuild_classifier(first["architecture"], len(first["class_names"])) for _ in mfs])
+    model = rebuild_classifier(first["architecture"], len(first["class_names"]), members=len(mfs))
+    assert isinstance(model, Ensemble)
     for member, mf in zip(model.members, mfs):
         load_weights(member, mf)
     meta, _ = _fit_release(model, mfs, batch_norm=False, workers=workers)

@@ -131,3 +131,15 @@ def test_evaluate_command_on_tiny_folders(tiny_models, tmp_path):
                 "--out", str(tmp_path / "flat"), "--workers", "0", "--no-rollup"]) == 0
     flat = json.loads((tmp_path / "flat" / "report.json").read_text())
     assert all(f["uncertain"] == 1.0 and f["answered"] == 0.0 for f in flat["folders"])
+
+
+def test_the_coverage_curve_decides_with_an_ensembles_members():
+    from pipeline.evaluate import coverage_accuracy
+
+    settings = {"class_names": ["a", "b"], "lineages": {}, "class_thresholds": {}, "background_classes": [],
+                "outlier_classes": [], "unknown_threshold": None, "rollup": True}
+    boxes = [{"probabilities": [0.96, 0.04], "unknown_score": None, "truth": "a"},
+             {"probabilities": [0.96, 0.04], "unknown_score": None, "truth": "a",
+              "member_probabilities": [[0.99, 0.01], [0.70, 0.30]]}]  # one member not sure: not named at 0.94
+    rows = {r["threshold"]: r for r in coverage_accuracy(boxes, settings, thresholds=[0.5, 0.94])}
+    assert rows[0.5]["coverage"] == 1.0 and rows[0.94]["coverage"] == 0.5
