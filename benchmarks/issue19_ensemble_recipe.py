@@ -1,6 +1,8 @@
 """Issue 19, item 5: an agreeing ensemble of two members trained with other options (for example shorter).
 
-Usage: ``benchmarks/issue19_ensemble_recipe.py NAME SEEDS... [-- TRAIN_OPTIONS...]``. For each seed S, two members
+Usage: ``benchmarks/issue19_ensemble_recipe.py [--cpu-channels-last] NAME SEEDS... [-- TRAIN_OPTIONS...]``
+(``--cpu-channels-last``: the members trained in channels_last on the CPU too, as ``core.runtime.CHANNELS_LAST``
+does on CUDA; BENCHMARKS.md measures ``e4cl`` so). For each seed S, two members
 of the demo's classifier command line plus the options, on split S: seed S (runs/r19/NAME-a-seedS) and seed S+10
 (runs/r19/NAME-b-seedS); ``taxolens classifier ensemble`` of the two (names need both members' agreement) into
 runs/r19/NAME-seedS, evaluated on every held-out set with the demo's detector. ``benchmarks/issue19_table.py``
@@ -15,7 +17,11 @@ from classifier import train  # noqa: E402
 from classifier.soup import ensemble  # noqa: E402
 from tools.demo import classifier_argv, evaluate_demo  # noqa: E402
 
-name, seeds, options = parse(sys.argv[1:])
+argv = sys.argv[1:]
+if "--cpu-channels-last" in argv[:1]:
+    argv = argv[1:]
+    train.CHANNELS_LAST = ("cuda", "cpu")  # the trainer reads the layout's devices from its own module
+name, seeds, options = parse(argv)
 for seed in seeds:
     members = []
     for part, member_seed in (("a", seed), ("b", seed + 10)):

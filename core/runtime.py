@@ -13,8 +13,9 @@ import torch
 
 #: devices where training's convolutions run on channels_last tensors. On this project's CPU (AVX-512) it is 1.49x
 #: faster per step for the demo classifier and 1.43x for the demo detector (benchmarks/issue20_training.py), but
-#: the demo recipe trained so named more never-seen bumblebees wrongly on two seeds of three (BENCHMARKS.md, issue
-#: 20): kept to CUDA until more seeds tell the layout from chance
+#: twice measured over three seeds the classifiers trained so named more never-seen insects wrongly: the demo
+#: recipe (bumblebees, issue 20) and the demo's agreeing ensemble (giant hornets named V. velutina 2-5 against 0-1;
+#: BENCHMARKS.md, issue 19): kept to CUDA
 CHANNELS_LAST = ("cuda",)
 
 
