@@ -60,7 +60,7 @@ def check_lighting(classifier, demo_data, out) -> list[str]:
 
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
-    """The whole demo without the web app, then its answers on the bait-station frames (~15 min on 2 cores)."""
+    """The whole demo without the web app, then its answers on the bait-station frames (~27 min on 2 cores)."""
     from tools import demo
 
     shared("bees-hornets")

@@ -16,8 +16,9 @@ Steps, each skipped when its output exists (so a later run starts the app in sec
    at a hive (``hive-bees``) and insects of yellow sticky traps as more look-alikes (``add_non_targets``).
 3. A classifier over *Apis mellifera*, *Vespa velutina*, *Vespa crabro* and Formicidae, with ``no organism``
    as background and the look-alikes as an outlier class (configs/demo-classifier.yaml, field augmentation
-   and --lighting 0.5: a dark hornet lit green is no ant),
-   calibrated, with an unknown score, on validation crops.
+   and --lighting 0.5: a dark hornet lit green is no ant), trained twice on one split (seeds 0 and 10, in
+   runs/demo/classifier-members) and joined by ``classifier ensemble``: a taxon is named only when both
+   members name it; calibrated, with an unknown score, on validation crops.
 4. ``taxolens run`` over sample photos into runs/demo/results (CSV, MegaDetector JSON, annotated photos).
    Kept out of every training set on purpose: ``hornet-frames`` (bait stations), ``bumblebee`` (a taxon
    the models do not know), hornets-3class ``test``.
@@ -62,12 +63,17 @@ class Profile:
     detector_options: tuple[str, ...] = ()
     #: the detector also trains on giant-hornet train (its val split stays out: the hornet the classifier never saw)
     giant_hornets: bool = False
+    #: fine-tunes of ``classifier_options`` on one split (seeds 0, 10, ...); more than one are joined by
+    #: ``taxolens classifier ensemble``, whose names need every member's agreement (BENCHMARKS.md, issue 19)
+    members: int = 1
 
 
 PROFILES = {
-    # <= 15 minutes on 2 cores: 3 detector epochs at 352 px, a 4-epoch fine-tune at 160 px
+    # 3 detector epochs at 352 px; two 4-epoch fine-tunes at 160 px on one split, whose names need both members'
+    # agreement (an invasive call trusted over minutes: BENCHMARKS.md, issue 19)
     "demo": Profile("demo", "demo-detector",
-                    ("--config", "demo-classifier", "--input-size", "160", "--epochs", "4"), "about 5"),
+                    ("--config", "demo-classifier", "--input-size", "160", "--epochs", "4"), "about 16",
+                    members=2),
     # for users who can wait (<= 60 minutes on 2 cores in all): 10 detector epochs at 416 px
     # (configs/detector-cpu.yaml), the classifier of configs/long-classifier.yaml
     "long": Profile("long", "detector-cpu", ("--config", "long-classifier"), "about 25"),
@@ -228,7 +234,22 @@ def train_classifier(out: Path, crops: Path, profile: Profile = PROFILES["demo"]
         LOGGER.info("demo classifier found: %s", model)
         return model
     LOGGER.info("training the %s classifier (%s minutes on 2 CPU cores)", profile.name, profile.minutes)
-    train.main(classifier_argv(crops, out / "classifier", profile))
+    if profile.members == 1:
+        train.main(classifier_argv(crops, out / "classifier", profile))
+        return model
+    from classifier.soup import ensemble
+
+    members = []
+    for i in range(profile.members):
+        member = out / "classifier-members" / f"seed{10 * i}" / "model.pt"
+        if not member.is_file():
+            LOGGER.info("member %d of %d (seed %d, one split for all)", i + 1, profile.members, 10 * i)
+            train.main(classifier_argv(crops, member.parent, profile,
+                                       extra=["--seed", str(10 * i), "--split-seed", "0", "--no-eval"]))
+        members.append(member)
+    LOGGER.info("joining the %d members: a name needs every member's agreement", profile.members)
+    model.parent.mkdir(parents=True, exist_ok=True)
+    ensemble(members, model, agreement=True, workers=1)
     return model
 
 

@@ -88,3 +88,27 @@ def test_the_demo_cuts_its_crops_with_the_detector_on_openvino_and_the_same_boxe
             assert np.abs(np.asarray(a["boxes"]) - np.asarray(b["boxes"])).max() <= 1.0
         compared += len(a["boxes"])
     assert compared > 0
+
+
+def test_a_profile_of_two_members_trains_both_on_one_split_and_joins_them_with_agreement(tiny_classes, tmp_path):
+    from dataclasses import replace
+
+    from core.modelfile import load_model_file
+    from tests.classifier.test_train import FAST
+    from tests.conftest import make_photo
+    from tools import demo
+
+    for i in range(9):  # the demo's outlier class (look-alikes)
+        make_photo(tiny_classes / demo.OUTLIER_CLASS / f"obs9{i // 3}_{i % 3}.jpg", (200, 200, 30), seed=900 + i)
+    profile = replace(demo.PROFILES["demo"], classifier_options=("--epochs", "1", *FAST), members=2)
+    model = demo.train_classifier(tmp_path, tiny_classes, profile)
+    assert model == tmp_path / "classifier" / "model.pt"
+    members = [load_model_file(tmp_path / "classifier-members" / f"seed{s}" / "model.pt", "classifier")
+               for s in (0, 10)]
+    joined = load_model_file(model, "classifier")
+    assert joined["ensemble"]["members"] == [m["model_version"] for m in members]
+    assert joined["ensemble"]["agreement"] is True
+    assert members[0]["model_version"] != members[1]["model_version"]  # two seeds, not one network twice
+    # found the next time: nothing trained again
+    stamp = model.stat().st_mtime_ns
+    assert demo.train_classifier(tmp_path, tiny_classes, profile) == model and model.stat().st_mtime_ns == stamp
