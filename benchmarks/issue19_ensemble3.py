@@ -7,28 +7,18 @@ classifier command line, into runs/r19/c-seedS); ``taxolens classifier ensemble`
 the demo's detector; ``benchmarks/issue19_table.py`` prints the figures beside ensa-seedS's.
 """
 import sys
-import time
 
 sys.path.insert(0, ".")
 from benchmarks.seeds import DEMO, ROOT  # noqa: E402
-from classifier import train  # noqa: E402
-from classifier.soup import ensemble  # noqa: E402
-from tools.demo import classifier_argv, evaluate_demo  # noqa: E402
+from tools.demo import evaluate_demo, train_agreeing_ensemble  # noqa: E402
 
 for seed in (int(s) for s in sys.argv[1:]):
-    third = ROOT / f"c-seed{seed}" / "classifier"
-    if not (third / "model.pt").is_file():
-        start = time.perf_counter()
-        summary = train.main(classifier_argv(DEMO / "data" / "crops", third, extra=[
-            "--split-seed", str(seed), "--seed", str(seed + 20), "--no-eval"]))
-        print("c", seed, "val accuracy", summary["val_accuracy"], f"{time.perf_counter() - start:.0f} s", flush=True)
-    members = [ROOT / f"{name}-seed{seed}" / "classifier" / "model.pt" for name in ("base", "b", "c")]
     out = ROOT / f"ensa3-seed{seed}"
     model = out / "classifier" / "model.pt"
-    if not model.is_file():
-        model.parent.mkdir(parents=True, exist_ok=True)
-        meta = ensemble(members, model, agreement=True, workers=1)
-        print("ensa3", seed, "val accuracy", meta["metrics"]["val_accuracy"], flush=True)
+    if not model.is_file():  # the first two members are issue19_ensemble.py's, trained there
+        members = [(ROOT / f"{name}-seed{seed}" / "classifier", seed + k)
+                   for name, k in (("base", 0), ("b", 10), ("c", 20))]
+        train_agreeing_ensemble(DEMO / "data" / "crops", members, model, split_seed=seed)
     if not (out / "evaluation" / "giant-hornet-val" / "report.json").is_file():
         evaluate_demo(DEMO, DEMO / "detector" / "model.pt", model, dest=out / "evaluation", extra=["--workers", "1"])
     print("done ensa3", seed, flush=True)

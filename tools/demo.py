@@ -237,20 +237,29 @@ def train_classifier(out: Path, crops: Path, profile: Profile = PROFILES["demo"]
     if profile.members == 1:
         train.main(classifier_argv(crops, out / "classifier", profile))
         return model
+    members = [(out / "classifier-members" / f"seed{10 * i}", 10 * i) for i in range(profile.members)]
+    return train_agreeing_ensemble(crops, members, model, split_seed=0, profile=profile)
+
+
+def train_agreeing_ensemble(crops: Path, members: Sequence[tuple[Path, int]], out: Path, *, split_seed: int,
+                            profile: Profile = PROFILES["demo"], extra: Sequence[str] = ()) -> Path:
+    """Each ``(folder, seed)`` member trained on ``split_seed`` unless its model is there; joined at ``out``.
+
+    The ensemble's names need every member's agreement (``classifier ensemble``). The demo and the benchmarks that
+    measure other members (issue 19) train through here.
+    """
+    from classifier import train
     from classifier.soup import ensemble
 
-    members = []
-    for i in range(profile.members):
-        member = out / "classifier-members" / f"seed{10 * i}" / "model.pt"
-        if not member.is_file():
-            LOGGER.info("member %d of %d (seed %d, one split for all)", i + 1, profile.members, 10 * i)
-            train.main(classifier_argv(crops, member.parent, profile,
-                                       extra=["--seed", str(10 * i), "--split-seed", "0", "--no-eval"]))
-        members.append(member)
-    LOGGER.info("joining the %d members: a name needs every member's agreement", profile.members)
-    model.parent.mkdir(parents=True, exist_ok=True)
-    ensemble(members, model, agreement=True, workers=1)
-    return model
+    for i, (folder, seed) in enumerate(members, 1):
+        if not (folder / "model.pt").is_file():
+            LOGGER.info("member %d of %d (seed %d, split %d)", i, len(members), seed, split_seed)
+            train.main(classifier_argv(crops, folder, profile, extra=[
+                "--seed", str(seed), "--split-seed", str(split_seed), "--no-eval", *extra]))
+    LOGGER.info("joining the %d members: a name needs every member's agreement", len(members))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ensemble([folder / "model.pt" for folder, _ in members], out, agreement=True, workers=1)
+    return out
 
 
 def classifier_argv(crops: Path, dest: Path, profile: Profile = PROFILES["demo"],
