@@ -25,6 +25,7 @@ COMMANDS: dict[str, dict[str, str]] = {
         "compare": "classifier.experiments:compare_main",
         "sweep": "classifier.experiments:sweep_main",
         "report-data": "classifier.experiments:report_data_main",
+        "audit": "classifier.audit:main",
     },
     "annotations": {
         "import": "annotations.commands:import_main",
