@@ -147,12 +147,16 @@ def audit_crops(root: str | Path, out: str | Path, *, quarantine: Sequence[str] 
     Writes ``audit.json`` (every flag, the rules, counts), ``audit.md`` and ``issues.png`` into ``out``.
 
     Raises:
-        ValueError: ``out`` inside ``root`` (its folders would become classes), a rule naming no class, too
-            few source groups for the folds.
+        ValueError: ``root`` split into train/ and val/, ``out`` inside ``root`` (its folders would become
+            classes), a rule naming no class, too few source groups for the folds.
+        FileNotFoundError: ``root`` does not exist.
     """
-    from classifier.data import _flat_classes
+    from classifier.data import _dataset_root, _flat_classes
 
     root, out = Path(root).resolve(), Path(out).resolve()
+    if _dataset_root(root)[1]:
+        raise ValueError(f"{root}: already split into train/ and val/; audit a folder of class folders "
+                         "(each of the two on its own, or both joined)")
     if out == root or root in out.parents:
         raise ValueError(f"{out}: the audit's folder must lie outside the crops ({root}), or its quarantine "
                          "would be read as a class")

@@ -77,4 +77,9 @@ def test_audit_moves_out_only_the_flags_a_rule_names(tmp_path, capsys):
     capsys.readouterr()
     assert cli(["classifier", "audit", "--data", str(root), "--out", str(root / "audit")]) != 0
     assert "must lie outside the crops" in capsys.readouterr().err and not (root / "audit").exists()
+    split = tmp_path / "split"
+    shutil.copytree(root / "red", split / "train" / "red")
+    shutil.copytree(root / "red", split / "val" / "red")
+    assert cli(["classifier", "audit", "--data", str(split), "--out", str(tmp_path / "a2")]) != 0
+    assert "already split into train/ and val/" in capsys.readouterr().err  # not read as classes train and val
     shutil.rmtree(out)
