@@ -169,14 +169,13 @@ def audit_crops(root: str | Path, out: str | Path, *, quarantine: Sequence[str] 
     probs = out_of_fold_probabilities(x, y, groups, folds=folds)
     issues = label_issues(y, probs, class_names)
     out.mkdir(parents=True, exist_ok=True)
+    moves = []
     for issue in issues:
         src = Path(items[issue.pop("index")][0])
         issue["file"] = str(src.relative_to(root))
         if quarantined(issue, rules):
-            dest = out / "quarantine" / src.parent.name / src.name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(src), str(dest))
-            issue["moved_to"] = str(dest)
+            issue["moved_to"] = str(out / "quarantine" / src.parent.name / src.name)
+            moves.append((src, Path(issue["moved_to"])))
     flagged = Counter(i["given"] for i in issues)
     moved = Counter(i["given"] for i in issues if i.get("moved_to"))
     per_class = [{"class": n, "crops": int((y == k).sum()), "flagged": flagged[n], "moved": moved[n]}
@@ -187,8 +186,12 @@ def audit_crops(root: str | Path, out: str | Path, *, quarantine: Sequence[str] 
                                             "flags": "cleanlab.filter.find_label_issues"},
               "out_of_fold_accuracy": round(float((probs.argmax(1) == y).mean()), 4),
               "quarantine_rules": list(quarantine), "classes": per_class, "skipped": skipped, "issues": issues}
+    # the report first: a run killed while moving leaves every move it meant written down
     atomic_write_json(out / "audit.json", report)
     atomic_write_text(out / "audit.md", audit_markdown(report))
+    for src, dest in moves:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(src), str(dest))
     contact_sheet(root, issues, out / "issues.png")
     LOGGER.info("audit of %s: %d of %d crops flagged, %d moved to %s", root, len(issues), len(items),
                 sum(moved.values()), out / "quarantine")

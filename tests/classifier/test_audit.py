@@ -50,6 +50,19 @@ def test_swapped_labels_of_literal_features_are_flagged_with_their_true_class():
         out_of_fold_probabilities(x, y, ["a", "b", "c"] * 30, folds=5)
 
 
+def test_each_probability_comes_from_a_fit_that_saw_neither_the_item_nor_its_group():
+    rng = np.random.default_rng(1)
+    x = np.repeat(np.eye(3, 4) * 4, 12, axis=0) + rng.normal(0, 1, (36, 4))
+    y = np.repeat(np.arange(3), 12)
+    groups = [f"g{i // 3}" for i in range(36)]  # twelve groups of three
+    before = out_of_fold_probabilities(x, y, groups, folds=4)
+    y2 = y.copy()
+    y2[0] = 2  # relabel one item of group g0
+    after = out_of_fold_probabilities(x, y2, groups, folds=4)
+    assert np.allclose(after[:3], before[:3])  # the item itself and its group-mates: fitted without it
+    assert not np.allclose(after[3:], before[3:])  # other folds trained on the new label
+
+
 def test_audit_moves_out_only_the_flags_a_rule_names(tmp_path, capsys):
     root = tmp_path / "crops"
     for c, (name, colour) in enumerate(COLOURS.items()):
