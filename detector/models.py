@@ -19,8 +19,9 @@ from torch import nn
 from torchvision.models import detection
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FasterRCNN, FastRCNNPredictor, TwoMLPHead
-from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
+from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign, roi_align
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+from torchvision.ops.poolers import _convert_to_roi_format, _setup_scales
 
 from core.backbones import OFFLINE_LITE, TFLITE_MEAN, TFLITE_STD, load_local_weights, offline_efficientnet_lite_state
 from core.modelfile import WeightsError
@@ -50,6 +51,45 @@ class TimmFPNBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         """Feature maps ``'0'``, ``'1'``, ``'2'`` (strides 8, 16, 32) and ``'pool'``."""
         return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(self.body(x))))
+
+
+class GatherRoIAlign(MultiScaleRoIAlign):
+    """torchvision's ``MultiScaleRoIAlign`` with its levels merged by one gather: the same numbers, less work.
+
+    Each region is pooled from the FPN level its size maps to, exactly as torchvision does; the pooled levels
+    are then concatenated and put back in the regions' order by one gather. torchvision merges them, when a
+    graph is exported, by scattering each level into a zero tensor through an index expanded to the tensor's
+    full size: a third of the exported detector's time on a CPU (BENCHMARKS.md, issue 20). Same parameters (none)
+    and the same output, so every detector file loads into it.
+    """
+
+    scales: list[float] | None
+    map_levels: Any
+
+    @classmethod
+    def like(cls, pool: MultiScaleRoIAlign) -> GatherRoIAlign:
+        """The same pooler (levels, output size, sampling ratio, level mapping) merging by a gather."""
+        return cls(pool.featmap_names, pool.output_size, pool.sampling_ratio,
+                   canonical_scale=pool.canonical_scale, canonical_level=pool.canonical_level)
+
+    def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor],
+                image_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        """The regions ``boxes`` (per photo, in input pixels) pooled from the feature maps ``x``."""
+        features = [v for k, v in x.items() if k in self.featmap_names]
+        if self.scales is None or self.map_levels is None:
+            self.scales, self.map_levels = _setup_scales(features, image_shapes, self.canonical_scale,
+                                                         self.canonical_level)
+        rois = _convert_to_roi_format(boxes)
+        if len(features) == 1:
+            return roi_align(features[0], rois, self.output_size, self.scales[0], self.sampling_ratio)
+        levels = self.map_levels(boxes)
+        pooled, order = [], []
+        for level, (feature, scale) in enumerate(zip(features, self.scales, strict=True)):
+            idx = torch.where(levels == level)[0]
+            part = roi_align(feature, rois[idx], self.output_size, scale, self.sampling_ratio)
+            pooled.append(part.to(features[0].dtype))  # as torchvision: levels may differ under autocast
+            order.append(idx)
+        return torch.cat(pooled)[torch.argsort(torch.cat(order))]
 
 
 def _efficientnet_lite_fpn(variant: int, num_classes: int, pretrained: bool, trainable_blocks: int,
@@ -148,6 +188,7 @@ def build_detector(arch: str, num_classes: int, weights: str = "imagenet", *, mi
                     "--weights imagenet (works offline)") from exc
         else:
             model = builder(weights=None, weights_backbone=None, num_classes=num_classes + 1, **kwargs)
+    model.roi_heads.box_roi_pool = GatherRoIAlign.like(model.roi_heads.box_roi_pool)
     if weights not in ("coco", "imagenet", "none"):
         load_local_weights(model, Path(weights))
     return model

@@ -160,3 +160,35 @@ def test_found_and_false_counts_partial_boxes(tiny_coco):
     part = {"image_id": a["image_id"], "category_id": 1, "bbox": [x, y, w / 3, h], "score": 0.9}
     t = found_and_false(gt, _results_from_gt(gt) + [part], score_threshold=0.5)
     assert t["partial_boxes"] == 1 and t["partial_share"] == pytest.approx(1 / (len(gt["annotations"]) + 1))
+
+
+def test_gather_roi_align_pools_and_back_propagates_as_torchvision():
+    """The detector's pooler merges FPN levels by a gather: torchvision's numbers and gradients, every level."""
+    from torchvision.ops import MultiScaleRoIAlign
+
+    from detector.models import GatherRoIAlign, build_detector
+
+    torch.manual_seed(0)
+    ref = MultiScaleRoIAlign(["0", "1", "2"], 7, 2)
+    ours = GatherRoIAlign.like(ref)
+    maps = {"0": torch.randn(2, 4, 88, 80), "1": torch.randn(2, 4, 44, 40), "2": torch.randn(2, 4, 22, 20),
+            "pool": torch.randn(2, 4, 11, 10)}
+    # small boxes pool from level 0, large ones from level 2; the second photo has none on level 1
+    sides = [torch.tensor([8.0, 600.0, 260.0, 10.0, 60.0]), torch.tensor([9.0, 580.0, 7.0])]
+    boxes = [torch.stack([torch.full_like(s, 5.0), torch.full_like(s, 3.0), 5 + s, 3 + s * 0.8], 1) for s in sides]
+    shapes = [(704, 640)] * 2
+    ref(maps, boxes, shapes)
+    assert ref.map_levels is not None and set(ref.map_levels(boxes).tolist()) == {0, 1, 2}  # every level pooled
+    leaves = {k: v.clone().requires_grad_() for k, v in maps.items()}
+    a = ref({k: v for k, v in leaves.items()}, boxes, shapes)
+    a.square().sum().backward()
+    grads = {k: v.grad.clone() for k, v in leaves.items() if v.grad is not None}
+    for v in leaves.values():
+        v.grad = None
+    b = ours(leaves, boxes, shapes)
+    b.square().sum().backward()
+    assert torch.equal(a, b)
+    assert grads and all(torch.equal(grads[k], leaves[k].grad) for k in grads)
+    # every architecture's detector pools so
+    det = build_detector("fasterrcnn_efficientnet_lite0_fpn", 1, "none", min_size=64, max_size=64)
+    assert isinstance(det.roi_heads.box_roi_pool, GatherRoIAlign)
