@@ -9,6 +9,7 @@ names the weights it came from (``weights_sha256``), checked when it is loaded b
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -21,9 +22,21 @@ from core.modelfile import ModelFileError, load_model_file
 from core.onnxrt import open_checked, read_checked, stamp
 from detector.predict import Detector
 
+LOGGER = logging.getLogger(__name__)
+
 #: what static int8 leaves in float: the per-level RoIAlign of the box head (a level no proposal of a calibration
 #: photo falls on has no statistics to calibrate it by)
 STATIC_INT8_FLOAT = (".*/box_roi_pool/.*",)
+
+
+#: how the exported graph merges the pooled FPN levels (:class:`detector.models.GatherRoIAlign`); a file without it
+#: was exported before, with torchvision's scatter: the same answers, a tenth slower (BENCHMARKS.md, issue 20)
+POOLER = "gather"
+
+
+def stale_pooler(found: dict) -> bool:
+    """Whether an export's stamp ``found`` says it merges the FPN levels the slower way (exported before)."""
+    return found.get("pooler") != POOLER
 
 
 def export_onnx(model_file: str | os.PathLike, out: str | os.PathLike, opset: int = 17, proposals: int = 0) -> Path:
@@ -46,7 +59,7 @@ def export_onnx(model_file: str | os.PathLike, out: str | os.PathLike, opset: in
         torch.onnx.export(det.model.eval(), (example,), str(tmp), opset_version=opset, input_names=["image"],
                           output_names=["boxes", "labels", "scores"], dynamic_axes={"image": {1: "height", 2: "width"}},
                           dynamo=False)
-    stamp(tmp, mf, {"proposals": proposals})
+    stamp(tmp, mf, {"proposals": proposals, "pooler": POOLER})
     os.replace(tmp, out)
     return out
 
@@ -77,6 +90,9 @@ class OnnxDetector(Detector):
                                  f"{said(proposals)}; export it again with --proposals {proposals}")
         det = cast(OnnxDetector, cls.from_loaded(mf, "cpu", proposals=proposals, suppress_iou=suppress_iou,
                                                  suppress_containment=suppress_containment))
+        if stale_pooler(found):
+            LOGGER.warning("%s: exported by an earlier taxolens, whose graph is slower for the same answers; "
+                           "export it again (taxolens export) to gain about a tenth", onnx_file)
         det.sess = open_checked(onnx_file, graph, threads, runtime)  # the file read once
         del det.model  # the PyTorch network is not used, nor kept in memory
         det.info = {**det.info, "engine": "onnx" if runtime == "onnxruntime" else runtime, "onnx_path": str(onnx_file)}

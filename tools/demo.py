@@ -344,14 +344,21 @@ def evaluate_demo(out: Path, detector: Path, classifier: Path, dest: Path | None
 
 
 def _exported(model: Path, kind: str) -> Path:
-    """The ONNX file of ``model`` (proposals as the model's own), exported again unless it holds these weights."""
+    """The ONNX file of ``model`` (proposals as the model's own), exported again unless it holds these weights.
+
+    A detector exported by an earlier taxolens (torchvision's slower merge of the pooled levels) is exported again.
+    """
     from core.modelfile import ModelFileError, load_model_file
     from core.onnxrt import onnx_path, read_checked
 
     path = onnx_path(model)
     try:
-        read_checked(path, load_model_file(model, kind))
-    except ModelFileError:  # missing, or a retrained model's old export
+        _, found = read_checked(path, load_model_file(model, kind))
+        if kind == "detector":
+            from detector.onnx import stale_pooler
+            if stale_pooler(found):  # an earlier taxolens's export: the same answers, slower
+                raise ModelFileError(f"{path}: exported with the slower pooler")
+    except ModelFileError:  # missing, a retrained model's old export, or an earlier taxolens's
         LOGGER.info("exporting the %s for the OpenVINO engine", kind)
         if kind == "detector":
             from detector.onnx import export_onnx

@@ -38,3 +38,29 @@ def test_exported_pooler_merges_levels_without_a_full_size_scatter(tiny_models, 
     pool = [n.op_type for n in graph.node if "box_roi_pool" in n.name]
     assert pool.count("RoiAlign") >= 2 and "Gather" in pool  # one RoiAlign per FPN level pooled
     assert "ScatterElements" not in pool and "Expand" not in pool
+
+
+def test_an_earlier_export_is_named_slower_and_the_demo_exports_it_again(tiny_models, tmp_path, caplog):
+    """An export stamped without the gather pooler still answers, with a warning; `make demo` replaces it."""
+    import shutil
+
+    from core.onnxrt import onnx_path, read_checked, stamp
+    from tools.demo import _exported
+
+    det_file, _ = tiny_models
+    model = shutil.copy(det_file, tmp_path / "detector.pt")
+    mf = load_model_file(model, "detector")
+    current = _exported(model, "detector")  # none yet: exported, with the pooler stamped
+    assert current == onnx_path(model) and read_checked(current, mf)[1]["pooler"] == "gather"
+    before = current.stat().st_mtime_ns
+    assert _exported(model, "detector").stat().st_mtime_ns == before  # a current export is kept
+    stamp(current, mf, {"proposals": 0})  # as an earlier taxolens stamped it
+    with caplog.at_level("WARNING", logger="detector.onnx"):
+        OnnxDetector.from_onnx(mf, current)
+    assert "export it again" in caplog.text and str(current) in caplog.text
+    _exported(model, "detector")
+    assert read_checked(current, mf)[1]["pooler"] == "gather"
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="detector.onnx"):
+        OnnxDetector.from_onnx(mf, current)
+    assert "export it again" not in caplog.text
