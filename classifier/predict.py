@@ -99,6 +99,19 @@ class Classifier:
             return None
         return combine_embeddings(self._embedding[-len(self._heads):])
 
+    def unknown_reference(self) -> dict[str, Any]:
+        """The unknown score's reference (centroids or a bank of training embeddings), its tensors as float32 arrays.
+
+        Converted once per loaded classifier: the k-nearest-neighbour bank is stored in half precision, and
+        converting it for every batch took longer than the classifier's own network (BENCHMARKS.md, issue 20).
+        """
+        ref = self.__dict__.get("_reference")
+        if ref is None:
+            raw = (self.info.get("unknown") or {}).get("reference") or {}
+            ref = {k: v.detach().cpu().float().numpy() if isinstance(v, torch.Tensor) else v for k, v in raw.items()}
+            self.__dict__["_reference"] = ref
+        return ref
+
     @property
     def temperature(self) -> float:
         """The calibration temperature (1.0: uncalibrated)."""
@@ -182,7 +195,7 @@ class Classifier:
         unknown = self.info.get("unknown") or {}
         scores = None
         if unknown.get("method") and len(logits):
-            scores = unknown_scores(unknown["method"], logits, emb, unknown.get("reference") or {},
+            scores = unknown_scores(unknown["method"], logits, emb, self.unknown_reference(),
                                     self.temperature, self.organism_indices)
         member_probs = None
         temperatures = self.member_temperatures

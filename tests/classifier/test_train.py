@@ -180,6 +180,18 @@ def test_background_and_look_alike_classes_thresholds_and_field_augmentation(tin
     assert raw["class_thresholds_fit"]["target_precision"] == 0.9
     assert raw["unknown"]["method"] == "knn" and raw["unknown"]["look_alike_val_crops"] > 0
     assert set(raw["unknown"]["measured"]) == {"msp", "energy", "maxlogit", "centroid", "knn"}
+    # the half-precision bank is made float32 once per loaded classifier, and scores exactly as stored
+    from classifier.calibration import unknown_scores
+
+    clf = Classifier.from_file(tmp_path / "run" / "model.pt")
+    bank = clf.unknown_reference()["bank"]
+    assert raw["unknown"]["reference"]["bank"].dtype == torch.float16 and bank.dtype == "float32"
+    assert clf.unknown_reference()["bank"] is bank
+    crops = [read_image(p) for p in sorted((tiny_classes / "red").iterdir())[:4]]
+    got = clf.analyse(crops)
+    expected = unknown_scores("knn", got.logits, got.embeddings, raw["unknown"]["reference"], clf.temperature,
+                              clf.organism_indices)
+    assert got.unknown_scores is not None and (got.unknown_scores == expected).all()
     with pytest.raises(ValueError, match="no class folder for outlier class"):
         train.main(["--data", str(tiny_classes), "--out", str(tmp_path / "r2"), "--outlier-classes", "purple",
                     *FAST])
