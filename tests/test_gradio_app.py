@@ -81,6 +81,8 @@ def test_upload_see_card_switch_language_and_bad_file(app_url, tmp_path):
         card = page.locator("[data-testid=organism-card]").first
         expect(card).to_be_visible(timeout=60_000)
         expect(page.locator("#boxed img")).to_be_visible(timeout=30_000)
+        # the boxed photo comes as a JPEG (encoded in a few ms, not Gradio's slow default WebP)
+        assert (page.locator("#boxed img").get_attribute("src") or "").split("?")[0].endswith((".jpeg", ".jpg"))
         text = card.inner_text()
         taxon = next(c for c in ("Apis mellifera", "Formicidae", "Vespa velutina") if c in text)
         assert species_card(taxon, "en")["name"] in text and "Habitat" in text

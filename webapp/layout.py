@@ -57,6 +57,11 @@ TEXTS: dict[str, tuple[str, str]] = {
 }
 
 
+#: how a boxed photo goes to the browser: JPEG is encoded in 1 ms (640 px) to 4 ms (1920x1080), Gradio's default
+#: WebP in 27 to 105 ms, every answer, on the two cores that answer the next user (BENCHMARKS.md, issue 20)
+PHOTO_FORMAT = "jpeg"
+
+
 class TaxolensApp:
     """The models (loaded once per process), the pages, and the interface built over them."""
 
@@ -119,7 +124,7 @@ class TaxolensApp:
                         gr.Examples(self.examples, inputs=[ui["upload"]], label=t("en", "examples"))
                 with gr.Column():
                     ui["boxed"] = gr.Image(label=t("en", "result"), type="numpy", interactive=False,
-                                           elem_id="boxed")
+                                           elem_id="boxed", format=PHOTO_FORMAT)
                     ui["panel"] = gr.HTML(elem_id="cards")
 
     def _batch_tab(self) -> None:
@@ -140,6 +145,7 @@ class TaxolensApp:
                                                 visible=not (self.review_page and self.review_page.signed_in))
                     ui["review_next"] = gr.Button(t("en", "review_next"), elem_id="review-next")
                     ui["review_image"] = gr.Image(type="numpy", interactive=False, elem_id="review-image",
+                                                  format=PHOTO_FORMAT,
                                                   show_label=False)
                 with gr.Column():
                     ui["review_panel"] = gr.HTML(elem_id="review-panel")
