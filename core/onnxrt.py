@@ -188,6 +188,12 @@ class OpenVinoSession:
                                  ) from exc
         self.output_names = [o.get_any_name() for o in self.compiled.outputs]
         self._local = threading.local()
+        # OpenVINO's first numpy conversion sets up pybind11's numpy API once per process; two threads making it
+        # together deadlocked the app (20 users at once, its first photos: each thread waiting for the other's
+        # lock, the GIL held). Made here, in the thread that loads the model, before anything runs concurrently.
+        import numpy as np
+
+        _ = ov.Tensor(np.zeros(1, dtype=np.float32)).data
 
     def run(self, names: list[str] | None, feeds: dict[str, Any]) -> list[Any]:
         """The outputs ``names`` (all, in the file's order, for None) for the inputs ``feeds``."""
