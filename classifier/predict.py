@@ -60,6 +60,8 @@ class Classifier:
     info: dict[str, Any]
     device: torch.device
     transform: A.Compose = field(init=False)
+    #: the unknown score's reference as float32 arrays, made on first use (:meth:`unknown_reference`)
+    _reference: dict[str, Any] | None = field(init=False, default=None, repr=False)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> Classifier:
@@ -105,12 +107,11 @@ class Classifier:
         Converted once per loaded classifier: the k-nearest-neighbour bank is stored in half precision, and
         converting it for every batch took longer than the classifier's own network (BENCHMARKS.md, issue 20).
         """
-        ref = self.__dict__.get("_reference")
-        if ref is None:
+        if self._reference is None:
             raw = (self.info.get("unknown") or {}).get("reference") or {}
-            ref = {k: v.detach().cpu().float().numpy() if isinstance(v, torch.Tensor) else v for k, v in raw.items()}
-            self.__dict__["_reference"] = ref
-        return ref
+            self._reference = {k: v.detach().cpu().float().numpy() if isinstance(v, torch.Tensor) else v
+                               for k, v in raw.items()}
+        return self._reference
 
     @property
     def temperature(self) -> float:

@@ -180,7 +180,7 @@ def test_gather_roi_align_pools_and_back_propagates_as_torchvision():
     ref(maps, boxes, shapes)
     assert ref.map_levels is not None and set(ref.map_levels(boxes).tolist()) == {0, 1, 2}  # every level pooled
     leaves = {k: v.clone().requires_grad_() for k, v in maps.items()}
-    a = ref({k: v for k, v in leaves.items()}, boxes, shapes)
+    a = ref(leaves, boxes, shapes)
     a.square().sum().backward()
     grads = {k: v.grad.clone() for k, v in leaves.items() if v.grad is not None}
     for v in leaves.values():
