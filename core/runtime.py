@@ -32,6 +32,22 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def one_blas_thread() -> None:
+    """Hold every BLAS library loaded by now (NumPy's) to one thread, for the rest of this process.
+
+    For processes that run the networks: OpenBLAS's idle workers spin for about a tenth of a second after each
+    threaded call, so the unknown score's product (crops' embeddings by 1,464 training ones) between the classifier
+    and the next photo's detector left the detector at 110 ms instead of 58 on two cores, its threads waiting for
+    cores the spinning workers held (BENCHMARKS.md, issue 20). One thread gave the same products bit for bit
+    (1 to 200 crops against the bank). Process-wide and not
+    restored, like ``torch.set_num_threads``: threadpoolctl lets only one Python thread change OpenBLAS's limit, so a
+    limit taken and given back in each of the app's request threads would hold for some requests and not others.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch; cuDNN picks deterministic kernels where it can."""
     random.seed(seed)

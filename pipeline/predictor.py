@@ -20,7 +20,7 @@ from core.defaults import MAX_PIXELS
 from core.io import ImageReadError, read_photo
 from core.modelfile import load_model_file
 from core.onnxrt import onnx_path
-from core.runtime import pick_device
+from core.runtime import one_blas_thread, pick_device
 from detector.predict import Detector, PhotoTooNarrow, preprocess
 from pipeline.decision import decide
 from pipeline.records import SOURCE_DETECTOR, SOURCE_WHOLE_PHOTO, make_record
@@ -85,6 +85,7 @@ class Pipeline:
         """
         s = settings or InferenceSettings()
         det_file = load_model_file(detector, "detector")
+        one_blas_thread()  # NumPy's small products between the networks must not hold the cores they need
         if s.threads and s.engine == "torch":  # the exported engines take theirs per session
             torch.set_num_threads(s.threads)
         if s.engine == "torch":

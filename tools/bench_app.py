@@ -46,6 +46,15 @@ def _peak_mb(pid: int) -> float | None:
     return None
 
 
+def _cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) a process has used so far, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``taxolens bench-app``."""
     p = argparse.ArgumentParser(prog="taxolens bench-app", description=__doc__,
@@ -59,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=900, help="seconds before the run gives up")
     p.add_argument("--engine", default=None, help="the app's --engine (default: configs/inference.yaml's)")
     p.add_argument("--proposals", type=int, default=None, help="the app's --proposals")
+    p.add_argument("--threads", type=int, default=None, help="the app's --threads")
     p.add_argument("--json", default=None)
     args = check_settings(p.parse_args(argv))
     import logging
@@ -76,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "--classifier", args.classifier, "--port", str(port), "--device", "cpu",
                             "--concurrency", str(args.concurrency),
                             *(["--engine", args.engine] if args.engine else []),
-                            *(["--proposals", str(args.proposals)] if args.proposals is not None else [])],
+                            *(["--proposals", str(args.proposals)] if args.proposals is not None else []),
+                            *(["--threads", str(args.threads)] if args.threads is not None else [])],
                            stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
     try:
@@ -105,18 +116,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                     times.append(None)
             return times
 
+        app_cpu, clients_cpu = _cpu_s(app.pid), time.process_time()
         t0 = time.perf_counter()
         with ThreadPoolExecutor(args.users) as pool:
             results = [f.result(timeout=args.timeout) for f in [pool.submit(user, u) for u in range(args.users)]]
         wall = time.perf_counter() - t0
+        app_cpu_end, clients_cpu = _cpu_s(app.pid), time.process_time() - clients_cpu
         latencies = sorted(x for r in results for x in r if x is not None)
         sent = args.users * args.per_user
         report = {"users": args.users, "per_user": args.per_user, "sent": sent, "answered": len(latencies),
                   "median_s": round(statistics.median(latencies), 2) if latencies else None,
                   "p95_s": round(latencies[max(0, int(0.95 * len(latencies)) - 1)], 2) if latencies else None,
                   "wall_s": round(wall, 1), "photos_per_second": round(len(latencies) / wall, 2),
+                  "app_cpu_s_per_photo": (round((app_cpu_end - app_cpu) / len(latencies), 3)
+                                          if latencies and app_cpu is not None and app_cpu_end is not None else None),
+                  "clients_cpu_s_per_photo": round(clients_cpu / len(latencies), 3) if latencies else None,
                   "app_memory_after_start_mb": start_memory, "app_peak_memory_mb": _peak_mb(app.pid),
-                  "app_concurrency": args.concurrency, "engine": args.engine, "proposals": args.proposals}
+                  "app_concurrency": args.concurrency, "engine": args.engine, "proposals": args.proposals,
+                  "threads": args.threads}
     finally:
         app.terminate()
         app.wait(timeout=30)

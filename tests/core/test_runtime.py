@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.runtime import WorkerInit, pick_device, seed_everything, seed_worker
+from core.runtime import WorkerInit, one_blas_thread, pick_device, seed_everything, seed_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,3 +103,23 @@ def test_a_network_trained_in_channels_last_is_stored_as_the_usual_one(tmp_path)
     loaded = torch.load(tmp_path / "m.pt", weights_only=True)["state_dict"]
     assert all(t.is_contiguous() for t in loaded.values())
     assert load_model_file(tmp_path / "m.pt", "classifier")["weights_sha256"] == weights_sha256(usual)
+
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+
+def test_one_blas_thread_holds_every_blas_to_one_thread_with_the_same_products():
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    emb, bank = rng.random((8, 256), np.float32), rng.random((300, 256), np.float32)
+    with threadpool_limits(2, user_api="blas"):  # two threads before, on any machine; given back after the test
+        assert _blas_threads() and set(_blas_threads()) == {2}
+        before = emb @ bank.T
+        one_blas_thread()
+        assert set(_blas_threads()) == {1}
+        assert np.array_equal(emb @ bank.T, before)

@@ -42,3 +42,12 @@ def test_model_files_threshold_is_applied(tiny_models, tmp_path, threshold, clas
         assert d["top"][0]["taxon"] == CLASSES[0] and d["probability"] == pytest.approx(0.787, abs=1e-3)
         assert d["accepted"] is accepted and d["threshold"] == applied
         assert d["taxon"] == (CLASSES[0] if accepted else "uncertain")
+
+
+def test_a_pipeline_holds_numpys_blas_to_one_thread(tiny_models, tmp_path):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    clf = _classifier_file(tmp_path / "c.pt", 0.5)
+    with threadpool_limits(2, user_api="blas"):
+        Pipeline.from_files(tiny_models[0], clf, InferenceSettings(device="cpu"))
+        assert {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"} == {1}
