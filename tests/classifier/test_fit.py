@@ -65,4 +65,3 @@ def test_fit_extras_without_calibration_or_unknown_score(tiny_models, tmp_path):
     assert extras["class_thresholds"]["Vespa velutina"] >= 0.94
     assert extras["class_thresholds_fit"]["required_precision"] == {"Vespa velutina": 0.99}
     assert extras["background_classes"] == ["Formicidae"]
-
