@@ -39,7 +39,7 @@ def one_blas_thread() -> None:
     threaded call, so the unknown score's product (crops' embeddings by 1,464 training ones) between the classifier
     and the next photo's detector left the detector at 110 ms instead of 58 on two cores, its threads waiting for
     cores the spinning workers held (BENCHMARKS.md, issue 20). One thread gave the same products bit for bit
-    (1 to 200 crops against the bank). Process-wide and not
+    (random embeddings of the bank's shape, 1 to 200 rows against 1,464). Process-wide and not
     restored, like ``torch.set_num_threads``: threadpoolctl lets only one Python thread change OpenBLAS's limit, so a
     limit taken and given back in each of the app's request threads would hold for some requests and not others.
     """
