@@ -72,6 +72,9 @@ class Pipeline:
     classifier: Classifier
     settings: InferenceSettings
 
+    def __post_init__(self) -> None:
+        one_blas_thread()  # NumPy's small products between the networks must not hold the cores they need
+
     @classmethod
     def from_files(cls, detector: str | os.PathLike, classifier: str | os.PathLike,
                    settings: InferenceSettings | None = None) -> Pipeline:
@@ -85,7 +88,6 @@ class Pipeline:
         """
         s = settings or InferenceSettings()
         det_file = load_model_file(detector, "detector")
-        one_blas_thread()  # NumPy's small products between the networks must not hold the cores they need
         if s.threads and s.engine == "torch":  # the exported engines take theirs per session
             torch.set_num_threads(s.threads)
         if s.engine == "torch":

@@ -105,7 +105,6 @@ def test_a_network_trained_in_channels_last_is_stored_as_the_usual_one(tmp_path)
     assert load_model_file(tmp_path / "m.pt", "classifier")["weights_sha256"] == weights_sha256(usual)
 
 
-
 def _blas_threads() -> list[int]:
     from threadpoolctl import threadpool_info
 

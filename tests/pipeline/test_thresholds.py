@@ -48,6 +48,12 @@ def test_a_pipeline_holds_numpys_blas_to_one_thread(tiny_models, tmp_path):
     from threadpoolctl import threadpool_info, threadpool_limits
 
     clf = _classifier_file(tmp_path / "c.pt", 0.5)
+    def blas_threads():
+        return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
     with threadpool_limits(2, user_api="blas"):
-        Pipeline.from_files(tiny_models[0], clf, InferenceSettings(device="cpu"))
-        assert {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"} == {1}
+        pipe = Pipeline.from_files(tiny_models[0], clf, InferenceSettings(device="cpu"))
+        assert blas_threads() == {1}
+    with threadpool_limits(2, user_api="blas"):  # built from its parts too
+        Pipeline(pipe.detector, pipe.classifier, pipe.settings)
+        assert blas_threads() == {1}

@@ -104,3 +104,18 @@ def test_bench_runs_every_mode_on_a_held_out_set_and_applies_the_rule(tiny_model
         assert rows[name]["problems"] == []
     printed = capsys.readouterr().out
     assert "| held-out / Vespa_velutina | answered |" in printed and "accepted" in printed
+
+
+def test_bench_app_reads_a_process_cpu_seconds_as_they_grow():
+    import os
+    import time
+
+    from tools.bench_app import _cpu_s
+
+    before = _cpu_s(os.getpid())
+    end = time.process_time() + 0.3
+    while time.process_time() < end:  # 0.3 s of this process's CPU
+        pass
+    after = _cpu_s(os.getpid())
+    assert before is not None and after is not None and 0.2 <= after - before <= 1.0
+    assert _cpu_s(2**22 + 12345) is None  # no such process
