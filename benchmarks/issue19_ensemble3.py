@@ -16,7 +16,7 @@ for seed in (int(s) for s in sys.argv[1:]):
     out = ROOT / f"ensa3-seed{seed}"
     model = out / "classifier" / "model.pt"
     if not model.is_file():  # the first two members are issue19_ensemble.py's, trained there
-        members = [(ROOT / f"{name}-seed{seed}" / "classifier", seed + k)
+        members = [(ROOT / f"{name}-seed{seed}" / "classifier", seed + k, ())
                    for name, k in (("base", 0), ("b", 10), ("c", 20))]
         train_agreeing_ensemble(DEMO / "data" / "crops", members, model, split_seed=seed)
     if not (out / "evaluation" / "giant-hornet-val" / "report.json").is_file():

@@ -29,7 +29,8 @@ name, seeds, options = parse(argv)
 for seed in seeds:
     model = ROOT / f"{name}-seed{seed}" / "classifier" / "model.pt"
     if not model.is_file():
-        members = [(ROOT / f"{name}-{part}-seed{seed}" / "classifier", seed + k) for part, k in (("a", 0), ("b", 10))]
+        members = [(ROOT / f"{name}-{part}-seed{seed}" / "classifier", seed + k, ())
+                   for part, k in (("a", 0), ("b", 10))]
         train_agreeing_ensemble(crops, members, model, split_seed=seed, extra=options)
     if not (model.parent.parent / "evaluation" / "giant-hornet-val" / "report.json").is_file():
         evaluate_demo(DEMO, DEMO / "detector" / "model.pt", model, dest=model.parent.parent / "evaluation",

@@ -16,9 +16,10 @@ Steps, each skipped when its output exists (so a later run starts the app in sec
    at a hive (``hive-bees``) and insects of yellow sticky traps as more look-alikes (``add_non_targets``).
 3. A classifier over *Apis mellifera*, *Vespa velutina*, *Vespa crabro* and Formicidae, with ``no organism``
    as background and the look-alikes as an outlier class (configs/demo-classifier.yaml, field augmentation
-   and --lighting 0.5: a dark hornet lit green is no ant), trained twice on one split (seeds 0 and 10, in
-   runs/demo/classifier-members) and joined by ``classifier ensemble``: a taxon is named only when both
-   members name it; calibrated, with an unknown score, on validation crops.
+   and --lighting 0.5: a dark hornet lit green is no ant): on one split, a fine-tune and the frozen ImageNet
+   network with its last layer fitted (``--recipe linear``), in runs/demo/classifier-members, joined by
+   ``classifier ensemble``: a taxon is named only when both members name it; calibrated, with an unknown
+   score, on validation crops.
 4. ``taxolens run`` over sample photos into runs/demo/results (CSV, MegaDetector JSON, annotated photos).
    Kept out of every training set on purpose: ``hornet-frames`` (bait stations), ``bumblebee`` (a taxon
    the models do not know), hornets-3class ``test``.
@@ -63,17 +64,19 @@ class Profile:
     detector_options: tuple[str, ...] = ()
     #: the detector also trains on giant-hornet train (its val split stays out: the hornet the classifier never saw)
     giant_hornets: bool = False
-    #: fine-tunes of ``classifier_options`` on one split (seeds 0, 10, ...); more than one are joined by
-    #: ``taxolens classifier ensemble``, whose names need every member's agreement (BENCHMARKS.md, issue 19)
-    members: int = 1
+    #: the classifier's members on one split (seeds 0, 10, ...), each ``classifier_options`` plus its own options;
+    #: more than one are joined by ``taxolens classifier ensemble``, whose names need every member's agreement
+    #: (BENCHMARKS.md, issue 19)
+    members: tuple[tuple[str, ...], ...] = ((),)
 
 
 PROFILES = {
-    # 3 detector epochs at 352 px; two 4-epoch fine-tunes at 160 px on one split, whose names need both members'
-    # agreement (an invasive call trusted over minutes: BENCHMARKS.md, issue 19)
+    # 3 detector epochs at 352 px; on one split, a 4-epoch fine-tune at 160 px and the frozen ImageNet network with
+    # its last layer fitted (the linear recipe, same input), whose names need both members' agreement: unlike
+    # members catch each other's confident mistakes (BENCHMARKS.md, issue 19, "A fine-tune and a linear member")
     "demo": Profile("demo", "demo-detector",
-                    ("--config", "demo-classifier", "--input-size", "160", "--epochs", "4"), "about 16",
-                    members=2),
+                    ("--config", "demo-classifier", "--input-size", "160", "--epochs", "4"), "about 10",
+                    members=((), ("--recipe", "linear"))),
     # for users who can wait (<= 60 minutes on 2 cores in all): 10 detector epochs at 416 px
     # (configs/detector-cpu.yaml), the classifier of configs/long-classifier.yaml
     "long": Profile("long", "detector-cpu", ("--config", "long-classifier"), "about 25"),
@@ -236,16 +239,23 @@ def train_classifier(out: Path, crops: Path, profile: Profile = PROFILES["demo"]
         LOGGER.info("demo classifier found: %s", model)
         return model
     LOGGER.info("training the %s classifier (%s minutes on 2 CPU cores)", profile.name, profile.minutes)
-    if profile.members == 1:
-        train.main(classifier_argv(crops, out / "classifier", profile))
+    if len(profile.members) == 1:
+        train.main(classifier_argv(crops, out / "classifier", profile, extra=profile.members[0]))
         return model
-    members = [(out / "classifier-members" / f"seed{10 * i}", 10 * i) for i in range(profile.members)]
+    members = [(out / "classifier-members" / member_name(options, 10 * i), 10 * i, options)
+               for i, options in enumerate(profile.members)]
     return train_agreeing_ensemble(crops, members, model, split_seed=0, profile=profile)
 
 
-def train_agreeing_ensemble(crops: Path, members: Sequence[tuple[Path, int]], out: Path, *, split_seed: int,
-                            profile: Profile = PROFILES["demo"], extra: Sequence[str] = ()) -> Path:
-    """Each ``(folder, seed)`` member trained on ``split_seed`` unless its model is there; joined at ``out``.
+def member_name(options: Sequence[str], seed: int) -> str:
+    """A member's folder: its recipe (``--recipe``, else finetune) and seed, for example ``linear-seed10``."""
+    recipe = options[list(options).index("--recipe") + 1] if "--recipe" in options else "finetune"
+    return f"{recipe}-seed{seed}"
+
+
+def train_agreeing_ensemble(crops: Path, members: Sequence[tuple[Path, int, Sequence[str]]], out: Path, *,
+                            split_seed: int, profile: Profile = PROFILES["demo"], extra: Sequence[str] = ()) -> Path:
+    """Each ``(folder, seed, options)`` member trained on ``split_seed`` unless its model is there; joined at ``out``.
 
     The ensemble's names need every member's agreement (``classifier ensemble``). The demo and the benchmarks that
     measure other members (issue 19) train through here.
@@ -253,14 +263,14 @@ def train_agreeing_ensemble(crops: Path, members: Sequence[tuple[Path, int]], ou
     from classifier import train
     from classifier.soup import ensemble
 
-    for i, (folder, seed) in enumerate(members, 1):
+    for i, (folder, seed, options) in enumerate(members, 1):
         if not (folder / "model.pt").is_file():
-            LOGGER.info("member %d of %d (seed %d, split %d)", i, len(members), seed, split_seed)
+            LOGGER.info("member %d of %d (%s, seed %d, split %d)", i, len(members), folder.name, seed, split_seed)
             train.main(classifier_argv(crops, folder, profile, extra=[
-                "--seed", str(seed), "--split-seed", str(split_seed), "--no-eval", *extra]))
+                "--seed", str(seed), "--split-seed", str(split_seed), "--no-eval", *options, *extra]))
     LOGGER.info("joining the %d members: a name needs every member's agreement", len(members))
     out.parent.mkdir(parents=True, exist_ok=True)
-    ensemble([folder / "model.pt" for folder, _ in members], out, agreement=True, workers=1)
+    ensemble([folder / "model.pt" for folder, _, _ in members], out, agreement=True, workers=1)
     return out
 
 

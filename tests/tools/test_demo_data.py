@@ -90,7 +90,7 @@ def test_the_demo_cuts_its_crops_with_the_detector_on_openvino_and_the_same_boxe
     assert compared > 0
 
 
-def test_a_profile_of_two_members_trains_both_on_one_split_and_joins_them_with_agreement(tiny_classes, tmp_path):
+def test_the_demo_profile_trains_a_fine_tune_and_a_linear_member_on_one_split_and_joins_them(tiny_classes, tmp_path):
     from dataclasses import replace
 
     from core.modelfile import load_model_file
@@ -100,15 +100,16 @@ def test_a_profile_of_two_members_trains_both_on_one_split_and_joins_them_with_a
 
     for i in range(9):  # the demo's outlier class (look-alikes)
         make_photo(tiny_classes / demo.OUTLIER_CLASS / f"obs9{i // 3}_{i % 3}.jpg", (200, 200, 30), seed=900 + i)
-    profile = replace(demo.PROFILES["demo"], classifier_options=("--epochs", "1", *FAST), members=2)
+    profile = replace(demo.PROFILES["demo"], classifier_options=("--epochs", "1", *FAST))  # the demo's members
     model = demo.train_classifier(tmp_path, tiny_classes, profile)
     assert model == tmp_path / "classifier" / "model.pt"
-    members = [load_model_file(tmp_path / "classifier-members" / f"seed{s}" / "model.pt", "classifier")
-               for s in (0, 10)]
+    members = [load_model_file(tmp_path / "classifier-members" / name / "model.pt", "classifier")
+               for name in ("finetune-seed0", "linear-seed10")]
+    assert [m["training"]["recipe"] for m in members] == ["finetune", "linear"]
+    assert members[0]["training_data"]["split_settings"] == members[1]["training_data"]["split_settings"]
     joined = load_model_file(model, "classifier")
     assert joined["ensemble"]["members"] == [m["model_version"] for m in members]
     assert joined["ensemble"]["agreement"] is True
-    assert members[0]["model_version"] != members[1]["model_version"]  # two seeds, not one network twice
     # found the next time: nothing trained again
     stamp = model.stat().st_mtime_ns
     assert demo.train_classifier(tmp_path, tiny_classes, profile) == model and model.stat().st_mtime_ns == stamp
