@@ -10,30 +10,19 @@ runs/r19/NAME-seedS and evaluated on every held-out set with the demo's detector
 prints the figures.
 """
 import sys
-import time
 
 sys.path.insert(0, ".")
 from benchmarks.seeds import DEMO, ROOT, parse  # noqa: E402
-from classifier import train  # noqa: E402
-from classifier.soup import ensemble  # noqa: E402
-from tools.demo import classifier_argv, evaluate_demo  # noqa: E402
+from tools.demo import evaluate_demo, train_agreeing_ensemble  # noqa: E402
 
 name, seeds, options = parse(sys.argv[1:])
-crops = DEMO / "data" / "crops"
 for seed in seeds:
-    first = ROOT / f"base-seed{seed}" / "classifier" / "model.pt"
-    linear = ROOT / f"{name}-lin-seed{seed}" / "classifier"
     model = ROOT / f"{name}-seed{seed}" / "classifier" / "model.pt"
-    if not (linear / "model.pt").is_file():
-        start = time.perf_counter()
-        summary = train.main(classifier_argv(crops, linear, extra=[
-            "--recipe", "linear", "--seed", str(seed), "--split-seed", str(seed), "--no-eval", "--workers", "2",
-            "--feature-cache", str(ROOT / f"features-{name}"), *options]))
-        print(name, seed, "linear val accuracy", summary["val_accuracy"], f"{time.perf_counter() - start:.0f} s",
-              flush=True)
-    if not model.is_file():
-        model.parent.mkdir(parents=True, exist_ok=True)
-        ensemble([first, linear / "model.pt"], model, agreement=True, workers=1)
+    if not model.is_file():  # the fine-tune is there already (base-seedS); only the linear member is trained
+        linear = ("--recipe", "linear", "--workers", "2", "--feature-cache", str(ROOT / f"features-{name}"), *options)
+        members = [(ROOT / f"base-seed{seed}" / "classifier", seed, ()),
+                   (ROOT / f"{name}-lin-seed{seed}" / "classifier", seed, linear)]
+        train_agreeing_ensemble(DEMO / "data" / "crops", members, model, split_seed=seed)
     if not (model.parent.parent / "evaluation" / "giant-hornet-val" / "report.json").is_file():
         evaluate_demo(DEMO, DEMO / "detector" / "model.pt", model, dest=model.parent.parent / "evaluation",
                       extra=["--workers", "1"])
